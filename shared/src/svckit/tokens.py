@@ -1,0 +1,158 @@
+"""Verification of RS256 access tokens (RFC 9068 profile) against a JWKS.
+
+What is accepted, and why (DESIGN.md, "Tokens"; RFC 8725):
+
+* the algorithm is bound to the key: only ``RS256`` is ever passed to PyJWT, whatever the
+  header says, so ``none``, HMAC-with-the-public-key and algorithm swaps all fail;
+* ``kid`` is required and must be published in the JWKS; ``typ`` must be ``at+jwt``;
+* ``jku``, ``x5u``, ``x5c`` and ``jwk`` headers are never followed: a token carrying one is
+  rejected, since this issuer never sets them; any ``crit`` header is rejected (no extension
+  is understood);
+* ``iss`` must equal the configured issuer exactly, ``aud`` must contain the audience,
+  ``exp``, ``iat``, ``sub`` are required; ``exp``, ``nbf`` and ``iat`` are checked with a
+  leeway of at most 60 seconds;
+* any malformed input raises :class:`InvalidToken`, never anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from svckit.jwks import KeysUnavailable
+
+__all__ = ["AccessClaims", "InvalidToken", "KeySource", "KeysUnavailable", "TokenVerifier"]
+
+ALGORITHM = "RS256"
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+MAX_LEEWAY_SECONDS = 60
+_FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "x5c", "jwk", "crit"})
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class InvalidToken(Exception):
+    """The token is not an acceptable access token. The message is for logs, not clients."""
+
+
+class KeySource(Protocol):
+    async def get_key(self, kid: str) -> RSAPublicKey | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """The verified claims of an access token that the services use."""
+
+    subject: str
+    roles: frozenset[str]
+    username: str | None
+    token_id: str | None
+    expires_at: int
+    claims: dict[str, Any]
+
+    @property
+    def user_id(self) -> int:
+        """``sub`` as the integer user id of auth-service."""
+        return int(self.subject)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+class TokenVerifier:
+    """Verifies access tokens of one issuer for one audience."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: int = 30,
+        max_token_bytes: int = 8192,
+    ) -> None:
+        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+            raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
+        self._keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.max_token_bytes = max_token_bytes
+
+    def _header(self, token: str) -> dict[str, Any]:
+        if len(token) > self.max_token_bytes:
+            raise InvalidToken("token too large")
+        segments = token.split(".")
+        if len(segments) != 3 or not all(_SEGMENT.match(s) for s in segments):
+            raise InvalidToken("not a compact JWS")
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:
+            raise InvalidToken(f"bad header: {type(exc).__name__}") from None
+        if header.get("alg") != ALGORITHM:
+            raise InvalidToken("algorithm not allowed")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("not an access token (typ)")
+        if _FORBIDDEN_HEADERS & header.keys():
+            raise InvalidToken("forbidden header parameter")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= 256:
+            raise InvalidToken("missing or malformed kid")
+        return header
+
+    async def verify(self, token: str) -> AccessClaims:
+        """Verify ``token`` and return its claims.
+
+        Raises :class:`InvalidToken` for any token that is not acceptable, and
+        :class:`KeysUnavailable` when no keys at all can be had (callers answer 503).
+        """
+        header = self._header(token)
+        key = await self._keys.get_key(header["kid"])
+        if key is None:
+            raise InvalidToken("unknown kid")
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"], "strict_aud": False},
+            )
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            raise InvalidToken(f"rejected: {type(exc).__name__}") from None
+        return _claims(payload)
+
+
+def _claims(payload: dict[str, Any]) -> AccessClaims:
+    subject = payload["sub"]
+    roles = payload.get("roles", [])
+    username = payload.get("preferred_username")
+    jti = payload.get("jti")
+    exp = payload["exp"]
+    if not (isinstance(subject, str) and subject.isascii() and subject.isdecimal()):
+        raise InvalidToken("sub is not a user id")
+    if len(subject) > 19:
+        raise InvalidToken("sub is not a user id")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InvalidToken("roles must be a list of strings")
+    if username is not None and not isinstance(username, str):
+        raise InvalidToken("preferred_username must be a string")
+    if jti is not None and not isinstance(jti, str):
+        raise InvalidToken("jti must be a string")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise InvalidToken("exp must be a number")
+    return AccessClaims(
+        subject=subject,
+        roles=frozenset(roles),
+        username=username,
+        token_id=jti,
+        expires_at=int(exp),
+        claims=payload,
+    )
