@@ -1,0 +1,132 @@
+"""The end-to-end suite's stack: started once per session, or an already running one.
+
+With ``E2E_BASE_URL`` set (e.g. after ``docker compose up``) the suite drives that gateway and
+only the tests that need no control over the stack's processes run (the others are
+deselected with the ``needs_stack`` marker). Otherwise the real stack is started with the
+same launcher as ``make run`` (embedded PostgreSQL/Redis unless ``AUTH_DATABASE_URL``,
+``ITEMS_DATABASE_URL``, ``REDIS_URL`` are set), on free ports, in a temporary data folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from devstack.config import StackConfig
+from devstack.stack import Stack
+from e2e.api import Client, Tokens, unique_username
+
+ADMIN_PASSWORD = "Adm1n!E2E-password"
+
+# Short key lifetimes so rotation is observable within a test; the login limit stays at
+# the contract's default (5 per minute per client address).
+STACK_ENV = {
+    "AUTH_JWKS_MAX_AGE_SECONDS": "2",
+    "AUTH_KEY_ACTIVATION_DELAY_SECONDS": "2",
+    "ITEMS_JWKS_REFRESH_COOLDOWN_SECONDS": "1",
+    "GATEWAY_LOGIN_RATE_LIMIT": "5",
+    "GATEWAY_LOGIN_RATE_PERIOD": "1m",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_stack: controls the stack's processes")
+    config.addinivalue_line(
+        "markers", "needs_embedded_redis: stops and starts Redis, so only an embedded one"
+    )
+
+
+def _unrunnable(item: pytest.Item) -> bool:
+    if os.environ.get("E2E_BASE_URL"):
+        return item.get_closest_marker("needs_stack") is not None
+    # Never stop a Redis this suite did not start.
+    return bool(os.environ.get("REDIS_URL")) and (
+        item.get_closest_marker("needs_embedded_redis") is not None
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep = [i for i in items if not _unrunnable(i)]
+    dropped = [i for i in items if _unrunnable(i)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack | None]:
+    if os.environ.get("E2E_BASE_URL"):
+        yield None
+        return
+    config = StackConfig.ephemeral(
+        tmp_path_factory.mktemp("stack"),
+        auth_database_url=os.environ.get("AUTH_DATABASE_URL") or None,
+        items_database_url=os.environ.get("ITEMS_DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        env=STACK_ENV,
+    )
+    with Stack(config) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def base_url(stack: Stack | None) -> str:
+    return os.environ.get("E2E_BASE_URL") or (stack.base_url if stack else "")
+
+
+@pytest.fixture
+def live_stack(stack: Stack | None) -> Stack:
+    """The stack, for tests that stop and start its parts (marked ``needs_stack``)."""
+    assert stack is not None, "this test needs the local stack (unset E2E_BASE_URL)"
+    return stack
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[Client]:
+    """A client of the gateway with a source address of its own."""
+    with Client(base_url) as c:
+        yield c
+
+
+@pytest.fixture
+def client_factory(base_url: str) -> Iterator[type[Client]]:
+    made: list[Client] = []
+
+    class Factory(Client):
+        def __init__(self, source_address: str | None = None) -> None:
+            super().__init__(base_url, source_address)
+            made.append(self)
+
+    yield Factory
+    for c in made:
+        c.close()
+
+
+@pytest.fixture(scope="session")
+def admin_credentials(stack: Stack | None) -> tuple[str, str]:
+    if stack is None:
+        username = os.environ.get("E2E_ADMIN_USERNAME", "")
+        password = os.environ.get("E2E_ADMIN_PASSWORD", "")
+        if not (username and password):
+            pytest.fail("set E2E_ADMIN_USERNAME and E2E_ADMIN_PASSWORD with E2E_BASE_URL")
+        return username, password
+    username = unique_username("admin")
+    result = stack.run_cli(
+        "auth-service",
+        "create-superuser",
+        "--username",
+        username,
+        "--email",
+        f"{username}@example.com",
+        env={"AUTH_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
+    )
+    assert result.returncode == 0
+    return username, ADMIN_PASSWORD
+
+
+@pytest.fixture
+def admin_tokens(client: Client, admin_credentials: tuple[str, str]) -> Tokens:
+    username, password = admin_credentials
+    return client.login(username, password)
