@@ -1,0 +1,425 @@
+"""The consumer of auth-service's user events (DESIGN.md, "Cross-service data").
+
+auth-service relays ``user.deleted`` entries (fields ``type``, ``user_id``, ``event_id``,
+``occurred_at``) from its outbox to the Redis stream ``user-events``. Every items-service
+process reads it as one consumer of the group ``items-service`` and, per event, deletes the
+user's items and records the user in ``deleted_users`` (whose tokens are then refused).
+
+Delivery is at least once, so handling is idempotent: deleting a user's items twice deletes
+nothing the second time, and ``deleted_users`` is inserted with ``ON CONFLICT DO NOTHING``. An
+entry is acknowledged (XACK) only after its delete committed.
+
+* Crashed consumers: entries pending longer than ``claim_idle`` are taken over (XAUTOCLAIM).
+  This process's own pending entries are re-read after a start or a Redis error.
+* Poison: an entry that cannot be parsed, that fails ``max_attempts`` times here with a
+  non-connection error, or that was delivered more than ``max_deliveries`` times (it keeps
+  killing consumers) is copied to ``user-events:dead`` with the reason, logged and acked.
+* Outages: while the database is unreachable the entry being handled is retried in place
+  with backoff (it does not count as a failure, and its claim is renewed so no other consumer
+  takes it over); while Redis is unreachable the loop backs off and then catches up. Either
+  way the service keeps serving.
+* Race: an item created by a request in flight at the very moment the deletion commits
+  could escape the delete; the delete runs twice (the second pass sees every insert that
+  committed meanwhile) and later requests with the user's tokens are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from items_service.auth import DeletedUsers
+from items_service.db import Database
+from items_service.models import COUNTER_SHARDS
+from svckit.db import is_connection_error
+
+logger = logging.getLogger("items_service.events")
+
+USER_DELETED = "user.deleted"
+BIGINT_MAX = 2**63 - 1
+
+# Deletes the user's items, takes them off the counters and records the user, atomically.
+_DELETE_USER = f"""
+WITH gone AS (
+    DELETE FROM items WHERE owner_id = $1::bigint RETURNING id
+), per_shard AS (
+    SELECT id % {COUNTER_SHARDS} AS shard, count(*) AS n FROM gone GROUP BY 1
+), total AS (
+    UPDATE item_count_shards AS c SET count = c.count - p.n
+    FROM per_shard AS p WHERE c.shard = p.shard
+), owned AS (
+    UPDATE owner_item_counts AS c SET count = c.count - p.n
+    FROM per_shard AS p WHERE c.owner_id = $1::bigint AND c.shard = p.shard
+), marked AS (
+    INSERT INTO deleted_users (user_id, event_id, occurred_at)
+    VALUES ($1::bigint, $2::uuid, $3::timestamptz)
+    ON CONFLICT (user_id) DO NOTHING
+)
+SELECT count(*) FROM gone
+"""  # noqa: S608 - only a module constant is interpolated
+
+
+class PoisonMessage(Exception):
+    """A stream entry that can never be handled."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserDeletedEvent:
+    event_id: uuid.UUID
+    user_id: int
+    occurred_at: datetime | None
+
+
+def _text(fields: dict[bytes, bytes], name: str) -> str | None:
+    raw = fields.get(name.encode())
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PoisonMessage(f"{name} is not UTF-8") from None
+
+
+def parse_event(fields: dict[bytes, bytes]) -> UserDeletedEvent | None:
+    """The event in a stream entry; ``None`` for event types this service ignores.
+
+    Raises :class:`PoisonMessage` for an entry that is not a valid event.
+    """
+    kind = _text(fields, "type")
+    if kind is None:
+        raise PoisonMessage("no type")
+    if kind != USER_DELETED:
+        return None
+    user_id = _text(fields, "user_id")
+    if not user_id or not (user_id.isascii() and user_id.isdecimal()) or len(user_id) > 19:
+        raise PoisonMessage("user_id is not a decimal user id")
+    if int(user_id) > BIGINT_MAX:
+        raise PoisonMessage("user_id is out of range")
+    event_id = _text(fields, "event_id")
+    try:
+        parsed_id = uuid.UUID(event_id or "")
+    except ValueError:
+        raise PoisonMessage("event_id is not a UUID") from None
+    occurred_at = None
+    occurred = _text(fields, "occurred_at")
+    if occurred is not None:
+        try:
+            occurred_at = datetime.fromisoformat(occurred)
+        except ValueError:
+            raise PoisonMessage("occurred_at is not an ISO 8601 timestamp") from None
+        if occurred_at.tzinfo is None:
+            occurred_at = occurred_at.replace(tzinfo=UTC)
+    return UserDeletedEvent(parsed_id, int(user_id), occurred_at)
+
+
+async def apply_user_deleted(db: Database, event: UserDeletedEvent) -> int:
+    """Delete the user's items and record the deletion; returns how many items went."""
+    deleted = 0
+    # The second pass catches items whose insert raced the first one (see module docstring).
+    for _ in range(2):
+        deleted += await db.fetchval(_DELETE_USER, event.user_id, event.event_id, event.occurred_at)
+    return deleted
+
+
+class Backoff:
+    """Exponential backoff with full jitter."""
+
+    def __init__(self, base: float = 0.1, cap: float = 30.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.base * 2**self.attempt)
+        self.attempt = min(self.attempt + 1, 32)
+        return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not security
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+
+class UserEventsConsumer:
+    """Reads the user-events stream in a consumer group and applies the events."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        db: Database,
+        deleted_users: DeletedUsers,
+        *,
+        stream: str = "user-events",
+        group: str = "items-service",
+        consumer: str | None = None,
+        dead_stream: str = "user-events:dead",
+        block_seconds: float = 5.0,
+        batch_size: int = 100,
+        claim_idle_seconds: float = 60.0,
+        max_attempts: int = 5,
+        max_deliveries: int = 10,
+        backoff_max_seconds: float = 30.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.redis = redis
+        self.db = db
+        self.deleted_users = deleted_users
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or default_consumer_name()
+        self.dead_stream = dead_stream
+        self.block_ms = max(1, int(block_seconds * 1000))
+        self.batch_size = batch_size
+        self.claim_idle_ms = max(1, int(claim_idle_seconds * 1000))
+        self.max_attempts = max_attempts
+        self.max_deliveries = max_deliveries
+        self.backoff_max = backoff_max_seconds
+        self._sleep = sleep
+        self._read_own_pending = True
+        self._next_claim = 0.0
+        self.handled = 0
+        self.dead_lettered = 0
+        self.connected = False
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        """Consume until cancelled, riding out Redis and database outages."""
+        backoff = Backoff(cap=self.backoff_max)
+        while True:
+            try:
+                await self.ensure_group()
+                self.connected = True
+                while True:
+                    await self.poll_once()
+                    backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.connected = False
+                self._read_own_pending = True
+                delay = backoff.next()
+                logger.warning(
+                    "user events: Redis unavailable; retrying",
+                    extra={"error": type(exc).__name__, "retry_in_s": round(delay, 2)},
+                )
+                await self._sleep(delay)
+            except Exception:
+                self._read_own_pending = True
+                delay = backoff.next()
+                logger.exception("user events: consumer loop failed; retrying")
+                await self._sleep(delay)
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) if missing; reading starts at the start."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            logger.info(
+                "user events: consumer group created",
+                extra={"stream": self.stream, "group": self.group},
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def poll_once(self) -> int:
+        """One round: own pending entries, then stale ones of others, then new ones (blocking).
+
+        Returns how many entries were handled.
+        """
+        handled = 0
+        try:
+            if self._read_own_pending:
+                entries = await self._read("0", block=False)
+                if not entries:
+                    self._read_own_pending = False
+                for entry in entries:
+                    await self._handle(entry, await self._deliveries(entry[0]))
+                handled += len(entries)
+                if entries:
+                    return handled
+            if time.monotonic() >= self._next_claim:
+                handled += await self._claim_stale()
+            for entry in await self._read(">", block=True):
+                await self._handle(entry, 1)
+                handled += 1
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # Redis lost the group (restart without persistence)
+                await self.ensure_group()
+                self._read_own_pending = True
+                return handled
+            raise
+        return handled
+
+    # ------------------------------------------------------------------ Redis reads
+
+    async def _read(self, start: str, *, block: bool) -> list[Entry]:
+        reply = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            {self.stream: start},
+            count=self.batch_size,
+            block=self.block_ms if block else None,
+        )
+        # [[stream, [(id, fields), ...]]] (RESP2: the client is created with protocol=2).
+        entries: list[Entry] = []
+        for _stream, stream_entries in reply or ():
+            entries.extend((item[0], item[1]) for item in stream_entries)
+        return entries
+
+    async def _deliveries(self, message_id: bytes) -> int | None:
+        pending = await self.redis.xpending_range(
+            self.stream, self.group, min=message_id, max=message_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else None
+
+    async def _claim_stale(self) -> int:
+        """Take over entries that other (crashed) consumers left pending too long."""
+        self._next_claim = time.monotonic() + max(self.claim_idle_ms / 2000, 0.05)
+        handled = 0
+        cursor: bytes | str = "0-0"
+        while True:
+            reply = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=self.claim_idle_ms,
+                start_id=cursor,
+                count=self.batch_size,
+            )
+            cursor, claimed = reply[0], reply[1]
+            for message_id, fields in claimed:
+                if message_id is None:
+                    continue
+                logger.info(
+                    "user events: took over a stale entry",
+                    extra={"message_id": message_id.decode()},
+                )
+                await self._handle((message_id, fields), await self._deliveries(message_id))
+                handled += 1
+            if cursor in (b"0-0", "0-0") or not claimed:
+                return handled
+
+    # ------------------------------------------------------------------ handling
+
+    async def _handle(self, entry: Entry, deliveries: int | None) -> None:
+        message_id, fields = entry
+        if not fields:  # trimmed from the stream while pending: nothing left to do
+            await self.redis.xack(self.stream, self.group, message_id)
+            return
+        try:
+            event = parse_event(fields)
+        except PoisonMessage as exc:
+            await self._dead_letter(message_id, fields, f"unparseable: {exc}")
+            return
+        if event is None:
+            logger.debug("user events: ignored event type", extra={"message_id": str(message_id)})
+            await self.redis.xack(self.stream, self.group, message_id)
+            return
+        if deliveries is not None and deliveries > self.max_deliveries:
+            await self._dead_letter(
+                message_id, fields, f"delivered {deliveries} times without being acknowledged"
+            )
+            return
+        if await self._apply(message_id, fields, event):
+            await self.redis.xack(self.stream, self.group, message_id)
+            self.handled += 1
+
+    async def _apply(
+        self, message_id: bytes, fields: dict[bytes, bytes], event: UserDeletedEvent
+    ) -> bool:
+        """Apply ``event``; False when it was dead-lettered instead."""
+        failures = 0
+        backoff = Backoff(cap=self.backoff_max)
+        while True:
+            try:
+                deleted = await apply_user_deleted(self.db, event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_connection_error(exc):
+                    logger.warning(
+                        "user events: database unavailable; retrying",
+                        extra={"message_id": message_id.decode(), "error": type(exc).__name__},
+                    )
+                    await self._renew_claim(message_id)
+                    await self._sleep(backoff.next())
+                    continue
+                failures += 1
+                logger.error(
+                    "user events: handling failed",
+                    extra={
+                        "message_id": message_id.decode(),
+                        "error": type(exc).__name__,
+                        "attempt": failures,
+                    },
+                )
+                if failures >= self.max_attempts:
+                    await self._dead_letter(
+                        message_id, fields, f"failed {failures} times: {type(exc).__name__}"
+                    )
+                    return False
+                await self._sleep(backoff.next())
+                continue
+            self.deleted_users.add(event.user_id)
+            logger.info(
+                "user events: user deleted",
+                extra={
+                    "message_id": message_id.decode(),
+                    "event_id": event.event_id.hex,
+                    "user_id": event.user_id,
+                    "items_deleted": deleted,
+                },
+            )
+            return True
+
+    async def _renew_claim(self, message_id: bytes) -> None:
+        # XCLAIM with JUSTID resets the entry's idle time without counting a delivery, so
+        # other consumers do not take over an entry this one is still working on.
+        try:
+            await self.redis.xclaim(
+                self.stream, self.group, self.consumer, 0, [message_id], justid=True
+            )
+        except RedisError:
+            pass
+
+    async def _dead_letter(self, message_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
+        entry: dict[bytes | str, bytes | str] = dict(fields)
+        entry.update(
+            {
+                "dead_letter_reason": reason,
+                "dead_letter_source_id": message_id,
+                "dead_letter_consumer": self.consumer,
+                "dead_letter_at": datetime.now(UTC).isoformat(),
+            }
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_stream, entry)
+            pipe.xack(self.stream, self.group, message_id)
+            await pipe.execute()
+        self.dead_lettered += 1
+        logger.warning(
+            "user events: entry moved to the dead-letter stream",
+            extra={
+                "message_id": message_id.decode(),
+                "dead_stream": self.dead_stream,
+                "reason": reason,
+            },
+        )

@@ -1,0 +1,1 @@
+"""The items resource: routes, schemas, queries."""
