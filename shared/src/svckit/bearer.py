@@ -50,7 +50,10 @@ class VerificationUnavailable(ServiceError):
 
 
 def token_verifier(request: Request) -> TokenVerifier:
-    verifier: TokenVerifier = request.app.state.token_verifier
+    """The app's verifier; 503 (not a 500) while the lifespan has not set one."""
+    verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
+    if verifier is None:
+        raise VerificationUnavailable()
     return verifier
 
 

@@ -103,6 +103,8 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
         return True
     if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:  # SQLAlchemy's dialect recognised a disconnect
+            return True
         orig = getattr(exc.orig, "__cause__", None) or exc.orig
         return isinstance(orig, CONNECTION_ERRORS) or isinstance(exc.orig, CONNECTION_ERRORS)
     return isinstance(exc, CONNECTION_ERRORS)

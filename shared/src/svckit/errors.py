@@ -5,7 +5,9 @@ Every error a client sees has one shape (DESIGN.md, "Errors")::
     {"detail": ..., "code": "not_found", "status_code": 404,
      "path": "/items/5", "request_id": "..."}
 
-422 responses add ``errors: [{loc, msg, type}]``. Routes raise :class:`ServiceError` (or
+422 responses add ``errors: [{loc, msg, type}]``; their ``detail`` is that same list, as in
+FastAPI's own 422 body (minus pydantic's ``input`` and ``ctx``, which could echo a password), so
+clients written for FastAPI keep working. Routes raise :class:`ServiceError` (or
 FastAPI's ``HTTPException``); :func:`install_error_handlers` renders them. Nothing else ever
 builds error JSON, and no stack trace or SQL reaches a client.
 """
@@ -47,6 +49,13 @@ _CODES: dict[int, str] = {
 }
 
 
+def _phrase(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
 def code_for_status(status_code: int) -> str:
     """The default machine-readable ``code`` for an HTTP status."""
     if status_code in _CODES:
@@ -82,7 +91,7 @@ class ServiceError(Exception):
         if detail is not None:
             self.detail = detail
         if self.detail is None:
-            self.detail = HTTPStatus(self.status_code).phrase
+            self.detail = _phrase(self.status_code)
         self.headers = dict(headers or {})
         super().__init__(str(self.detail))
 
@@ -149,7 +158,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
 async def _validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
-    return error_response(request, 422, "Request validation failed", errors=errors)
+    return error_response(request, 422, errors, errors=errors)
 
 
 class UnhandledErrorMiddleware:

@@ -7,19 +7,22 @@ checks concurrently, each with a timeout, and answers 503 listing what is not re
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 Check = Callable[[], Awaitable[bool]]
+logger = logging.getLogger("svckit.health")
 
 
-async def _run_check(check: Check, timeout: float) -> bool:
+async def _run_check(name: str, check: Check, timeout: float) -> bool:
     try:
         async with asyncio.timeout(timeout):
-            return await check()
-    except Exception:
+            return bool(await check())
+    except Exception as exc:
+        logger.warning("readiness check failed", extra={"check": name, "error": type(exc).__name__})
         return False
 
 
@@ -37,8 +40,13 @@ def health_router(checks: Callable[[], Mapping[str, Check]], *, timeout: float =
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        named = dict(checks())
-        results = await asyncio.gather(*(_run_check(c, timeout) for c in named.values()))
+        try:
+            named = dict(checks())
+        except Exception:
+            # e.g. called before the lifespan built what the checks reach: not ready, not a 500
+            logger.warning("readiness checks could not be built", exc_info=True)
+            return JSONResponse({"status": "not_ready", "checks": {}}, status_code=503)
+        results = await asyncio.gather(*(_run_check(n, c, timeout) for n, c in named.items()))
         status = dict(zip(named, ("ok" if r else "unavailable" for r in results), strict=True))
         ready = all(results)
         return JSONResponse(

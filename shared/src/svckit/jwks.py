@@ -9,9 +9,14 @@ Behaviour (DESIGN.md, "Tokens"):
 * an unknown ``kid`` triggers at most one refetch per ``refresh_cooldown`` seconds, and
   concurrent callers share that one fetch (single flight), so a flood of garbage ``kid``s
   costs auth-service at most one request per cooldown;
-* when a fetch fails the keys already held keep serving (stale-if-error);
-* the URL comes only from configuration; redirects are not followed; the fetch has a timeout
-  and a response-size cap; only RSA signing keys of at least 2048 bits are accepted.
+* a known ``kid`` whose cache entry has expired is answered at once while one background
+  fetch revalidates the document (stale-while-revalidate), so a slow JWKS endpoint never slows
+  requests that carry known keys;
+* when a fetch fails (network error, non-200, garbage, oversize, timeout, a document without
+  one usable key) the keys already held keep serving (stale-if-error), and the cooldown
+  applies to the next attempt;
+* the URL comes only from configuration; redirects are not followed; the fetch has a total
+  deadline and a response-size cap; only RSA signing keys of at least 2048 bits are accepted.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
 
 logger = logging.getLogger("svckit.jwks")
 
@@ -41,7 +45,10 @@ class KeysUnavailable(Exception):
 
 
 def parse_max_age(cache_control: str | None) -> int | None:
-    """The ``max-age`` of a ``Cache-Control`` header, or ``None`` (also for ``no-store``)."""
+    """The ``max-age`` of a ``Cache-Control`` header in seconds.
+
+    ``0`` for ``no-store`` / ``no-cache``, ``None`` when the header says nothing about it.
+    """
     if not cache_control:
         return None
     lowered = cache_control.lower()
@@ -80,7 +87,8 @@ def parse_jwks(document: Any) -> dict[str, RSAPublicKey]:
             continue
         try:
             key = PyJWK(dict(jwk), algorithm="RS256").key
-        except (PyJWKError, ValueError, TypeError):
+        except Exception as exc:  # PyJWT raises several unrelated types; one bad key spoils none
+            logger.warning("JWKS key ignored", extra={"kid": kid, "error": type(exc).__name__})
             continue
         if not isinstance(key, RSAPublicKey) or key.key_size < MIN_RSA_BITS:
             continue
@@ -111,7 +119,8 @@ class JWKSCache:
     ) -> None:
         self.url = url
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient()
+        # trust_env=False: an internal URL must not be routed through a proxy from the env.
+        self._client = client or httpx.AsyncClient(trust_env=False, follow_redirects=False)
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._default_max_age = default_max_age
@@ -158,6 +167,17 @@ class JWKSCache:
             raise KeysUnavailable("no verification keys available")
         return key
 
+    @property
+    def refreshing(self) -> bool:
+        """Whether a fetch (possibly a background revalidation) is in flight."""
+        return self._inflight is not None
+
+    async def wait_refreshed(self) -> None:
+        """Wait for the fetch in flight, if any, without starting one (tests, shutdown)."""
+        task = self._inflight
+        if task is not None:
+            await asyncio.shield(task)
+
     async def refresh(self) -> bool:
         """Fetch the document now, sharing one fetch among concurrent callers.
 
@@ -173,26 +193,18 @@ class JWKSCache:
         self._inflight = task
         return task
 
-    def _clear_inflight(self, _task: asyncio.Task[bool]) -> None:
-        self._inflight = None
+    def _clear_inflight(self, task: asyncio.Task[bool]) -> None:
+        if self._inflight is task:
+            self._inflight = None
 
     async def _fetch(self) -> bool:
         self._last_attempt = self._clock()
         self.fetch_count += 1
         try:
-            headers = {"Accept": "application/json", **(self._headers() if self._headers else {})}
-            async with self._client.stream(
-                "GET", self.url, headers=headers, timeout=self._timeout, follow_redirects=False
-            ) as response:
-                if response.status_code != 200:
-                    raise ValueError(f"JWKS answered HTTP {response.status_code}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > self._max_bytes:
-                        raise ValueError("JWKS response exceeds the size cap")
-                keys = parse_jwks(json.loads(body))
-                max_age = parse_max_age(response.headers.get("cache-control"))
+            # httpx's timeout bounds each read, not the whole exchange: a server trickling
+            # bytes would hold every unknown-kid caller, so the deadline covers it all.
+            async with asyncio.timeout(self._timeout):
+                keys, max_age = await self._download()
         except Exception as exc:  # any failure: keep serving the keys already held
             self.fetch_failures += 1
             logger.warning(
@@ -208,8 +220,32 @@ class JWKSCache:
         logger.info("JWKS fetched", extra={"jwks_url": self.url, "kids": sorted(keys)})
         return True
 
+    async def _download(self) -> tuple[dict[str, RSAPublicKey], int | None]:
+        headers = {"Accept": "application/json", **(self._headers() if self._headers else {})}
+        async with self._client.stream(
+            "GET", self.url, headers=headers, timeout=self._timeout, follow_redirects=False
+        ) as response:
+            if response.status_code != 200:
+                raise ValueError(f"JWKS answered HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self._max_bytes:
+                raise ValueError("JWKS response exceeds the size cap")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > self._max_bytes:
+                    raise ValueError("JWKS response exceeds the size cap")
+            keys = parse_jwks(json.loads(body))
+            if not keys:
+                # Keys are rotated by publishing a new one, never by publishing none: an empty
+                # or wholly unusable document is a fault upstream, not a reason to drop keys.
+                raise ValueError("JWKS document holds no usable key")
+            return keys, parse_max_age(response.headers.get("cache-control"))
+
     async def aclose(self) -> None:
-        if self._inflight is not None:
-            self._inflight.cancel()
+        task = self._inflight
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})  # let it unwind; its result no longer matters
         if self._own_client:
             await self._client.aclose()

@@ -17,7 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HEADER = "X-Request-ID"
 _HEADER_BYTES = HEADER.lower().encode()
 # Anything else (too long, odd characters) could poison logs, so it is replaced.
-_VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# fullmatch, not "$": "$" also matches before a trailing newline, which would end up in a
+# response header and a log line.
+_VALID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+_NOSNIFF = b"x-content-type-options"
+_REPLACED_HEADERS = frozenset({_HEADER_BYTES, _NOSNIFF, b"server"})
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_logger = logging.getLogger("svckit.access")
@@ -40,7 +45,7 @@ def new_request_id() -> str:
 
 def accept_request_id(value: str | None) -> str:
     """The incoming id if it is well formed, else a fresh one."""
-    if value and _VALID.match(value):
+    if value and _VALID.fullmatch(value):
         return value
     return new_request_id()
 
@@ -75,12 +80,10 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k not in (_HEADER_BYTES, b"server")
+                    (k, v) for k, v in message.get("headers", []) if k not in _REPLACED_HEADERS
                 ]
                 headers.append((_HEADER_BYTES, rid_bytes))
-                headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((_NOSNIFF, b"nosniff"))
                 message["headers"] = headers
             await send(message)
 

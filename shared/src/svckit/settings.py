@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -15,6 +16,7 @@ PLACEHOLDER_SECRETS = frozenset(
 
 def asyncpg_url(url: str) -> str:
     """Normalise a PostgreSQL URL to SQLAlchemy's asyncpg dialect."""
+    url = url.strip()
     for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
@@ -36,6 +38,14 @@ class ServiceSettings(BaseSettings):
     db_max_overflow: int = Field(default=5, ge=0, le=200)
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("must be a logging level name (DEBUG, INFO, WARNING, ERROR)")
+        return level
 
     @field_validator("database_url")
     @classmethod

@@ -11,11 +11,16 @@ What is accepted, and why (DESIGN.md, "Tokens"; RFC 8725):
 * ``iss`` must equal the configured issuer exactly, ``aud`` must contain the audience,
   ``exp``, ``iat``, ``sub`` are required; ``exp``, ``nbf`` and ``iat`` are checked with a
   leeway of at most 60 seconds;
+* header and payload must be base64url-encoded UTF-8 (no UTF-16/32, no byte order mark) and
+  the header a JSON object without duplicate members, so no parser can read it differently;
+* ``sub`` must be a decimal user id (a PostgreSQL bigint), ``roles`` a list of strings;
 * any malformed input raises :class:`InvalidToken`, never anything else.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,7 +36,8 @@ ALGORITHM = "RS256"
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_LEEWAY_SECONDS = 60
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "x5c", "jwk", "crit"})
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")  # base64url without padding; used with fullmatch
+_MAX_USER_ID = 2**63 - 1  # auth-service ids are PostgreSQL bigints
 
 
 class InvalidToken(Exception):
@@ -87,12 +93,18 @@ class TokenVerifier:
         if len(token) > self.max_token_bytes:
             raise InvalidToken("token too large")
         segments = token.split(".")
-        if len(segments) != 3 or not all(_SEGMENT.match(s) for s in segments):
+        if len(segments) != 3 or not all(_SEGMENT.fullmatch(s) for s in segments):
             raise InvalidToken("not a compact JWS")
+        # Parsed here, strictly, rather than by PyJWT: json.loads(bytes) would also accept
+        # UTF-16/32 and a byte order mark, and silently keep the last of duplicate members.
+        header_text = _utf8(segments[0])
+        _utf8(segments[1])
         try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:
+            header = json.loads(header_text, object_pairs_hook=_unique_members)
+        except (ValueError, RecursionError) as exc:
             raise InvalidToken(f"bad header: {type(exc).__name__}") from None
+        if not isinstance(header, dict):
+            raise InvalidToken("header is not a JSON object")
         if header.get("alg") != ALGORITHM:
             raise InvalidToken("algorithm not allowed")
         typ = header.get("typ")
@@ -130,6 +142,24 @@ class TokenVerifier:
         return _claims(payload)
 
 
+def _utf8(segment: str) -> str:
+    """A base64url segment decoded to text; only UTF-8 without a byte order mark is text."""
+    try:
+        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError both are
+        raise InvalidToken("segment is not base64url-encoded UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise InvalidToken("byte order mark in segment")
+    return text
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("duplicate member name")
+    return members
+
+
 def _claims(payload: dict[str, Any]) -> AccessClaims:
     subject = payload["sub"]
     roles = payload.get("roles", [])
@@ -138,7 +168,8 @@ def _claims(payload: dict[str, Any]) -> AccessClaims:
     exp = payload["exp"]
     if not (isinstance(subject, str) and subject.isascii() and subject.isdecimal()):
         raise InvalidToken("sub is not a user id")
-    if len(subject) > 19:
+    if len(subject) > 19 or int(subject) > _MAX_USER_ID:
+        # beyond bigint a lookup would fail in the database (a 500) instead of here (a 401)
         raise InvalidToken("sub is not a user id")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("roles must be a list of strings")

@@ -6,17 +6,20 @@ against actual HTTP (status codes, headers, redirects, slowness), and it counts 
 
 from __future__ import annotations
 
+import base64
 import json
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jwt.algorithms import RSAAlgorithm
 
 
@@ -53,6 +56,36 @@ class SigningKey:
         hdrs = {"typ": "at+jwt", "kid": self.kid, **(headers or {})}
         return jwt.encode(claims, self.private_key, algorithm=algorithm, headers=hdrs)
 
+    def sign_raw(
+        self, header: Mapping[str, Any] | bytes, payload: Mapping[str, Any] | bytes
+    ) -> str:
+        """An RS256 signature over exactly ``header`` and ``payload``, whatever they hold.
+
+        Nothing is added to the header (no ``typ``, no ``kid``) and nothing is validated.
+        """
+        signing_input = f"{_segment(header)}.{_segment(payload)}".encode()
+        signature = self.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input.decode()}.{b64url(signature)}"
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as JWS segments are written."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _segment(part: Mapping[str, Any] | bytes) -> str:
+    return b64url(part if isinstance(part, bytes) else json.dumps(part).encode())
+
+
+def compact_jws(
+    header: Mapping[str, Any] | bytes, payload: Mapping[str, Any] | bytes, signature: bytes = b""
+) -> str:
+    """A compact JWS from exactly these parts, unsigned unless ``signature`` is given.
+
+    Lets tests build tokens no JWT library would produce (odd headers, raw bytes).
+    """
+    return f"{_segment(header)}.{_segment(payload)}.{b64url(signature)}"
+
 
 def access_claims(
     *,
@@ -81,12 +114,20 @@ def access_claims(
     return claims
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (timeouts are what some tests are about) is not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class JWKSServer:
     """Serves a JWKS at ``/.well-known/jwks.json`` on 127.0.0.1 and counts the requests.
 
     Change ``keys``, ``status``, ``body``, ``delay``, ``max_age`` or ``redirect_to`` at any
-    time to change what it answers.
+    time to change what it answers. ``requests`` counts requests to any path, and
+    ``request_headers`` keeps their headers, so it can also prove that a URL was never fetched.
     """
 
     keys: list[SigningKey] = field(default_factory=list)
@@ -96,6 +137,7 @@ class JWKSServer:
     delay: float = 0.0
     redirect_to: str | None = None
     requests: int = 0
+    request_headers: list[dict[str, str]] = field(default_factory=list)
     path: str = "/.well-known/jwks.json"
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,6 +158,7 @@ class JWKSServer:
             def do_GET(self) -> None:
                 with owner._lock:
                     owner.requests += 1
+                    owner.request_headers.append(dict(self.headers.items()))
                 if owner.delay:
                     time.sleep(owner.delay)
                 if owner.redirect_to:
@@ -137,9 +180,12 @@ class JWKSServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # a short poll interval: stop() waits for it (0.5 s by default, per test)
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:

@@ -9,20 +9,24 @@ Fixtures:
 * ``redis_url`` — ``TEST_REDIS_URL`` (flushed first: point it only at a Redis for tests),
   else a container, else an embedded ``redis-server`` that keeps nothing.
 
-A dependency that cannot be provided is an error, never a skip: a test that needs PostgreSQL
-must not pass without one.
+The order is decided by :func:`resolve_postgres` / :func:`resolve_redis`, pure functions of the
+environment. A dependency that cannot be provided is an error, never a skip (in CI and
+everywhere else): a test that needs PostgreSQL must not pass without one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal
 
+import asyncpg
 import pytest
 
 from svckit.testing.servers import (
@@ -34,10 +38,50 @@ from svckit.testing.servers import (
     docker_available,
     drop_database,
     env_url,
+    libpq_url,
 )
 
-T = TypeVar("T")
 DatabaseFactory = Callable[[str], str]
+POSTGRES_ENV = "TEST_POSTGRES_URL"
+REDIS_ENV = "TEST_REDIS_URL"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a test dependency comes from: ``url`` is set only for ``source == "env"``."""
+
+    source: Literal["env", "container", "embedded"]
+    url: str | None = None
+
+
+def _resolve(
+    variable: str, environ: Mapping[str, str] | None, docker: Callable[[], bool]
+) -> Resolution:
+    explicit = env_url(variable, environ=environ)
+    if explicit:
+        return Resolution("env", explicit)
+    if docker():  # only asked when no URL is given: the probe costs up to 2 s
+        return Resolution("container")
+    return Resolution("embedded")
+
+
+def resolve_postgres(
+    environ: Mapping[str, str] | None = None, *, docker: Callable[[], bool] = docker_available
+) -> Resolution:
+    """``TEST_POSTGRES_URL``, else a container if Docker answers, else embedded pgserver."""
+    return _resolve(POSTGRES_ENV, environ, docker)
+
+
+def resolve_redis(
+    environ: Mapping[str, str] | None = None, *, docker: Callable[[], bool] = docker_available
+) -> Resolution:
+    """``TEST_REDIS_URL``, else a container if Docker answers, else embedded redis-server."""
+    return _resolve(REDIS_ENV, environ, docker)
+
+
+@functools.cache
+def _docker_answers() -> bool:
+    return docker_available()
 
 
 def run_sync(coro_fn: Callable[[], Any]) -> Any:
@@ -51,26 +95,30 @@ def _data_root(config: pytest.Config) -> Path:
     return Path(override) if override else config.rootpath / ".data" / "test"
 
 
+async def _postgres_answers(url: str) -> None:
+    conn = await asyncpg.connect(libpq_url(url), timeout=5)
+    await conn.close()
+
+
 @pytest.fixture(scope="session")
-def _containers() -> Iterator[Containers | None]:
-    if os.environ.get("TEST_POSTGRES_URL") and os.environ.get("TEST_REDIS_URL"):
-        yield None
-        return
-    containers = Containers() if docker_available() else None
+def _containers() -> Iterator[Containers]:
+    containers = Containers()  # starts nothing until a fixture asks for a container
     yield containers
-    if containers is not None:
-        containers.stop()
+    containers.stop()
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(
-    request: pytest.FixtureRequest, _containers: Containers | None
-) -> Iterator[str]:
-    explicit = env_url("TEST_POSTGRES_URL")
-    if explicit:
-        yield explicit
+def postgres_admin_url(request: pytest.FixtureRequest, _containers: Containers) -> Iterator[str]:
+    resolution = resolve_postgres(docker=_docker_answers)
+    if resolution.source == "env":
+        assert resolution.url is not None
+        try:
+            run_sync(lambda: _postgres_answers(str(resolution.url)))
+        except Exception as exc:
+            pytest.fail(f"{POSTGRES_ENV} does not answer: {exc!r}", pytrace=False)
+        yield resolution.url
         return
-    if _containers is not None:
+    if resolution.source == "container":
         yield _containers.postgres()
         return
     embedded = EmbeddedPostgres(_data_root(request.config) / "postgres")
@@ -93,6 +141,7 @@ def database_factory(postgres_admin_url: str) -> Iterator[DatabaseFactory]:
         return str(url)
 
     yield make
+
     async def drop_all() -> None:
         for name in created:
             await drop_database(postgres_admin_url, name)
@@ -101,21 +150,22 @@ def database_factory(postgres_admin_url: str) -> Iterator[DatabaseFactory]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(_containers: Containers | None) -> Iterator[str]:
-    explicit = env_url("TEST_REDIS_URL")
-    if explicit:
+def redis_url(_containers: Containers) -> Iterator[str]:
+    resolution = resolve_redis(docker=_docker_answers)
+    if resolution.source == "env":
+        assert resolution.url is not None
         import redis
 
-        client = redis.Redis.from_url(explicit, socket_timeout=5)
+        client = redis.Redis.from_url(resolution.url, socket_timeout=5)
         try:
             client.flushdb()
         except redis.RedisError as exc:
-            pytest.fail(f"TEST_REDIS_URL does not answer: {exc}", pytrace=False)
+            pytest.fail(f"{REDIS_ENV} does not answer: {exc}", pytrace=False)
         finally:
             client.close()
-        yield explicit
+        yield resolution.url
         return
-    if _containers is not None:
+    if resolution.source == "container":
         yield _containers.redis()
         return
     embedded = EmbeddedRedis()

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,9 +242,11 @@ class Containers:
         self.started.clear()
 
 
-def env_url(*names: str) -> str | None:
+def env_url(*names: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The first non-blank value among the environment variables ``names``."""
+    source = os.environ if environ is None else environ
     for name in names:
-        value = os.environ.get(name, "").strip()
+        value = source.get(name, "").strip()
         if value:
             return value
     return None
