@@ -82,7 +82,8 @@ class StackConfig:
         Reads ``DEVSTACK_DATA_DIR`` (default ``.data/stack`` in the checkout),
         ``GATEWAY_PORT``, ``GATEWAY_METRICS_PORT``, ``AUTH_PORT``, ``ITEMS_PORT``,
         ``AUTH_DATABASE_URL``, ``ITEMS_DATABASE_URL``, ``REDIS_URL`` and
-        ``GATEWAY_TRUSTED_IPS`` (comma-separated).
+        ``GATEWAY_TRUSTED_IPS`` (comma-separated) and ``DEVSTACK_BIN_DIR`` (where traefik,
+        uvicorn and the service CLIs are; default: this Python's bin folder).
         """
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DEVSTACK_DATA_DIR") or repo_root() / ".data" / "stack")
@@ -100,6 +101,8 @@ class StackConfig:
             redis_url=_url(env, "REDIS_URL"),
             trusted_ips=trusted,
         )
+        if env.get("DEVSTACK_BIN_DIR"):
+            config = replace(config, bin_dir=Path(env["DEVSTACK_BIN_DIR"]).resolve())
         return replace(config, **overrides)  # type: ignore[arg-type]
 
     @classmethod

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -224,6 +225,19 @@ class Stack:
         else:
             raise StackError(f"unknown component {name!r}; known: {', '.join(self.components)}")
 
+    def pid(self, name: str) -> int | None:
+        """Process id (= process group id) of a running child component, else ``None``."""
+        process = self._processes.get(name)
+        return process.pid if process is not None and process.running() else None
+
+    def signal_component(self, name: str, sig: signal.Signals) -> None:
+        """Send ``sig`` to a child component's process group, e.g. ``SIGSTOP`` to make it
+        hang and ``SIGCONT`` to resume it."""
+        pid = self.pid(name)
+        if pid is None:
+            raise StackError(f"component {name!r} is not running")
+        os.killpg(pid, sig)
+
     def restart_component(self, name: str) -> None:
         self.stop_component(name)
         self.start_component(name)
@@ -238,15 +252,22 @@ class Stack:
         return self._launch_gateway(name, host=host, port=port, metrics_port=free_port())
 
     def run_cli(
-        self, service: str, *args: str, check: bool = True, timeout: float = 120.0
+        self,
+        service: str,
+        *args: str,
+        check: bool = True,
+        timeout: float = 120.0,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``<service> <args>`` (e.g. ``auth-service rotate-keys``) with the stack's env."""
+        """Run ``<service> <args>`` (e.g. ``auth-service rotate-keys``) with the stack's
+        environment, plus ``env``. With ``check``, a non-zero exit raises
+        :class:`ComponentFailed` carrying the command's last output lines."""
         if service not in SERVICES:
             raise StackError(f"unknown service CLI {service!r}; known: {', '.join(SERVICES)}")
         binary = require_binary(self.config.bin_dir / service, "run `make install`")
         result = subprocess.run(
             [str(binary), *args],
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

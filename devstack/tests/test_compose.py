@@ -1,0 +1,393 @@
+"""docker-compose.yml, the Dockerfiles and gateway/ checked against the code.
+
+No Docker engine runs here, so the container side is verified by tools (the Compose
+Specification schema, hadolint) and by comparing what compose provides with what the code
+reads: settings, commands, ports, paths.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devstack.config import repo_root
+
+ROOT = repo_root()
+BIN = Path(sys.executable).parent
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+SERVICES = {
+    "auth-service": ("auth_service", "AUTH_"),
+    "items-service": ("items_service", "ITEMS_"),
+}
+_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose-style ${VAR}, ${VAR:-default}, ${VAR:?error}; required blanks get a test value."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        current = env.get(name, "")
+        if current:
+            return current
+        if op in (":-", "-"):
+            return arg
+        if op in (":?", "?"):
+            return f"test-{name.lower().replace('_', '-')}-0123456789abcdef"
+        return ""
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def service_env(name: str) -> dict[str, str]:
+    environment = compose()["services"][name].get("environment", {})
+    assert isinstance(environment, dict), f"{name}: use the mapping form of environment"
+    example = env_example()
+    return {k: interpolate(str(v), example) for k, v in environment.items()}
+
+
+def dockerfile(service: str) -> str:
+    return (ROOT / service / "Dockerfile").read_text()
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_dockerfile_passes_hadolint(service: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "hadolint"), str(ROOT / service / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- compose shape
+
+
+def test_scalable_services_have_no_container_name_or_host_port() -> None:
+    services = compose()["services"]
+    for name, spec in services.items():
+        assert "container_name" not in spec, f"{name} has a fixed container name"
+        if name != "gateway":
+            assert "ports" not in spec, f"{name} publishes a host port"
+
+
+def test_every_service_waits_for_healthy_dependencies() -> None:
+    services = compose()["services"]
+    for name, spec in services.items():
+        for dependency, condition in spec.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            expected = (
+                "service_completed_successfully"
+                if dependency.endswith("-migrate")
+                else "service_healthy"
+            )
+            assert condition["condition"] == expected, f"{name} -> {dependency}"
+            if expected == "service_healthy":
+                has_check = "healthcheck" in services[dependency] or "HEALTHCHECK" in (
+                    dockerfile(dependency) if dependency in SERVICES else ""
+                )
+                assert has_check, f"{dependency} has no healthcheck"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_migrations_run_before_serving(service: str) -> None:
+    services = compose()["services"]
+    migrate = services[f"{service.split('-')[0]}-migrate"]
+    package, _ = SERVICES[service]
+    assert migrate["command"] == [service, "migrate"]
+    scripts = tomllib.loads((ROOT / service / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[service] == f"{package}.cli:main", "the migrate command is this console script"
+    assert migrate["image"] == services[service]["image"], "migrations run from the same image"
+    assert migrate["environment"] == services[service]["environment"]
+    condition = services[service]["depends_on"][f"{service.split('-')[0]}-migrate"]["condition"]
+    assert condition == "service_completed_successfully"
+
+
+def test_data_lives_in_named_volumes() -> None:
+    data = compose()
+    named = set(data.get("volumes", {}))
+    for name in ("auth-db", "items-db", "redis"):
+        mounts = data["services"][name]["volumes"]
+        sources = {m.split(":")[0] for m in mounts}
+        assert sources <= named, f"{name} keeps data outside named volumes: {sources - named}"
+
+
+def test_every_interpolated_variable_is_in_env_example() -> None:
+    used = {m["name"] for m in _INTERPOLATION.finditer(COMPOSE.read_text())}
+    missing = used - set(env_example())
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    assert not (ROOT / ".gitignore").read_text().count(".env.example")
+
+
+def test_referenced_files_exist() -> None:
+    data = compose()
+    for name, spec in data["services"].items():
+        build = spec.get("build")
+        if build:
+            context = ROOT / build["context"]
+            assert (context / build["dockerfile"]).is_file(), f"{name}: Dockerfile missing"
+        for mount in spec.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source} missing"
+
+
+# --------------------------------------------------------------------------- Dockerfiles
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_dockerfile_builds_this_package_with_uv_and_runs_it_unprivileged(service: str) -> None:
+    text = dockerfile(service)
+    package, _ = SERVICES[service]
+    assert len(re.findall(r"^FROM ", text, re.MULTILINE)) >= 2, "multi-stage"
+    assert f"uv sync --frozen --no-dev --no-editable --package {service}" in text
+    assert "COPY --from=builder /app/.venv /app/.venv" in text
+    user = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    assert user
+    assert user[-1].split(":")[0] not in ("0", "root")
+    assert "HEALTHCHECK" in text
+    assert "/healthz" in text
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.MULTILINE)
+    assert cmd is not None
+    command = yaml.safe_load(cmd.group(1))
+    assert command[:3] == ["uvicorn", "--factory", f"{package}.app:create_app"]
+    assert command[command.index("--port") + 1] == "8000"
+    # Every path the build copies exists.
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"{service}/Dockerfile copies missing {path}"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_app_factory_named_by_the_dockerfile_exists(service: str) -> None:
+    package, _ = SERVICES[service]
+    module = __import__(f"{package}.app", fromlist=["create_app"])
+    assert callable(module.create_app)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _settings_class(service: str) -> Any:
+    package, _ = SERVICES[service]
+    return __import__(f"{package}.settings", fromlist=["Settings"]).Settings
+
+
+def _env_names(settings_cls: Any, prefix: str) -> dict[str, str]:
+    """Environment variable names each Settings field reads -> field name."""
+    from pydantic import AliasChoices
+
+    names: dict[str, str] = {}
+    for field_name, info in settings_cls.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                names[str(choice).upper()] = field_name
+        elif isinstance(alias, str):
+            names[alias.upper()] = field_name
+        else:
+            names[f"{prefix}{field_name}".upper()] = field_name
+    return names
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_compose_provides_every_required_setting_and_only_real_ones(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings_cls = _settings_class(service)
+    _, prefix = SERVICES[service]
+    readable = _env_names(settings_cls, prefix)
+    env = service_env(service)
+    unknown = sorted(k for k in env if k not in readable)
+    assert not unknown, f"compose sets variables {service} does not read: {unknown}"
+    provided = {readable[k] for k in env}
+    required = {n for n, info in settings_cls.model_fields.items() if info.is_required()}
+    assert required <= provided, f"unset required settings: {sorted(required - provided)}"
+    # The values compose passes (with .env.example filled in) make valid settings.
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(prefix) or name in readable:
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = settings_cls()
+    assert settings.environment == "production"
+    assert settings.database_url.startswith("postgresql+asyncpg://")
+
+
+def test_services_reach_each_other_on_the_container_port() -> None:
+    auth, items, gateway = (service_env(n) for n in ("auth-service", "items-service", "gateway"))
+    assert auth["AUTH_ITEMS_URL"] == "http://items-service:8000"
+    assert items["ITEMS_JWKS_URL"] == "http://auth-service:8000/.well-known/jwks.json"
+    assert gateway["AUTH_SERVICE_URL"] == "http://auth-service:8000"
+    assert gateway["ITEMS_SERVICE_URL"] == "http://items-service:8000"
+    assert auth["AUTH_ISSUER"] == items["ITEMS_ISSUER"], "one issuer for signing and verifying"
+    assert auth["REDIS_URL"] == items["REDIS_URL"]
+    assert auth["REDIS_URL"].endswith(
+        f"@{gateway['GATEWAY_REDIS_ADDRESS']}/{gateway['GATEWAY_REDIS_DB']}"
+    )
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def test_gateway_uses_the_gateway_folder_as_mounted() -> None:
+    spec = compose()["services"]["gateway"]
+    assert spec["image"].startswith("traefik:v3.")
+    assert "./gateway:/etc/traefik:ro" in spec["volumes"]
+    static = yaml.safe_load((ROOT / "gateway" / "traefik.yml").read_text())
+    assert static["providers"]["file"]["directory"] == "/etc/traefik/dynamic"
+    web_port = static["entryPoints"]["web"]["address"].rsplit(":", 1)[1]
+    published = [p.rsplit(":", 1)[1] for p in spec["ports"]]
+    assert published == [web_port]
+    assert static["ping"]["entryPoint"] == "internal"
+    assert static["metrics"]["prometheus"]["entryPoint"] == "internal"
+    assert static["entryPoints"]["web"]["forwardedHeaders"]["trustedIPs"] == []
+
+
+def test_gateway_environment_matches_the_dynamic_configuration() -> None:
+    read = set()
+    for path in (ROOT / "gateway" / "dynamic").glob("*.yml"):
+        read |= set(re.findall(r'env "([A-Z0-9_]+)"', path.read_text()))
+    provided = set(service_env("gateway"))
+    stray = provided - read
+    assert not stray, f"compose sets gateway variables the configuration never reads: {stray}"
+    # Those not provided have template defaults (all of them use `| default`).
+    for path in (ROOT / "gateway" / "dynamic").glob("*.yml"):
+        for expr in re.findall(r"\{\{[^}]*env \"[A-Z0-9_]+\"[^}]*\}\}", path.read_text()):
+            name = re.search(r'env "([A-Z0-9_]+)"', expr)
+            assert name is not None
+            if name.group(1) not in provided and name.group(1) != "GATEWAY_REDIS_PASSWORD":
+                assert "default" in expr or "if" in expr, f"{expr} has no default"
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def _routers() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "gateway" / "dynamic" / "routers.yml").read_text())
+    routers: dict[str, Any] = data["http"]["routers"]
+    return routers
+
+
+def _matchers(rule: str) -> tuple[set[str], set[str]]:
+    paths = set(re.findall(r"(?<!Prefix)\bPath\(`([^`]*)`\)", rule))
+    prefixes = set(re.findall(r"PathPrefix\(`([^`]*)`\)", rule))
+    return paths, prefixes
+
+
+def _service_matchers(service: str) -> tuple[set[str], set[str]]:
+    paths: set[str] = set()
+    prefixes: set[str] = set()
+    for router in _routers().values():
+        if router["service"] == service:
+            p, q = _matchers(router["rule"])
+            paths |= p
+            prefixes |= q
+    return paths, prefixes
+
+
+def _routed(path: str, matchers: tuple[set[str], set[str]]) -> bool:
+    paths, prefixes = matchers
+    return path in paths or any(path.startswith(prefix) for prefix in prefixes)
+
+
+INTERNAL = {"/healthz", "/readyz", "/metrics"}
+
+
+def _public_paths(service: str) -> set[str]:
+    """Every path the service's app serves, with path parameters filled in."""
+    package, _ = SERVICES[service]
+    app = __import__(f"{package}.app", fromlist=["create_app"]).create_app()
+    paths = set()
+    for route in app.routes:
+        path = getattr(route, "path", None)
+        if path and "oauth2-redirect" not in path:
+            paths.add(re.sub(r"\{[^}]+\}", "1", path))
+    return paths - INTERNAL
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_public_path_of_a_service_is_routed_to_it(service: str) -> None:
+    other = next(s for s in SERVICES if s != service)
+    mine, theirs = _service_matchers(service), _service_matchers(other)
+    for path in _public_paths(service):
+        assert _routed(path, mine), f"{service} serves {path} but the gateway does not route it"
+        assert not _routed(path, theirs), f"{path} of {service} is routed to {other}"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_routed_path_exists_and_internal_ones_are_not_routed(service: str) -> None:
+    served = _public_paths(service)
+    paths, prefixes = _service_matchers(service)
+    for path in paths:
+        # Path(`/items`) is right for a service serving /items/ (it redirects /items there).
+        exists = path in served or any(p.startswith(path.rstrip("/") + "/") for p in served)
+        assert exists, f"the gateway routes {path} to {service}, which does not serve it"
+    for prefix in prefixes:
+        assert any(p.startswith(prefix) for p in served), f"nothing of {service} under {prefix}"
+    for path in INTERNAL:
+        assert not _routed(path, (paths, prefixes)), f"{path} must stay internal"
+
+
+def test_rate_limited_routes_are_post_routes_of_auth_service() -> None:
+    package, _ = SERVICES["auth-service"]
+    app = __import__(f"{package}.app", fromlist=["create_app"]).create_app()
+    posts = {
+        getattr(r, "path", None)
+        for r in app.routes
+        if "POST" in (getattr(r, "methods", None) or set())
+    }
+    limited = {
+        name: router
+        for name, router in _routers().items()
+        if any("rate-limit" in m for m in router["middlewares"])
+    }
+    assert {r["rule"] for r in limited.values()} == {
+        "Method(`POST`) && Path(`/auth/token`)",
+        "Method(`POST`) && Path(`/auth/refresh`)",
+        "Method(`POST`) && Path(`/auth/register`)",
+    }
+    routers = _routers()
+    for router in limited.values():
+        (path,) = _matchers(router["rule"])[0]
+        assert path in posts, f"{path} is not a POST route of auth-service"
+        assert router["priority"] > routers["auth"]["priority"]
