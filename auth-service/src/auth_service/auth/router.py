@@ -1,0 +1,80 @@
+"""``/auth``: registration, the OAuth2 password grant, refresh, logout, the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from auth_service.auth import service
+from auth_service.auth.schemas import LogoutRequest, PasswordForm, RefreshRequest, TokenResponse
+from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.users import service as users
+from auth_service.users.schemas import Message, UserCreate, UserRead
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _no_store(response: Response) -> None:
+    response.headers.update(_NO_STORE)
+
+
+@router.post("/register", response_model=UserRead, summary="Create an account")
+async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -> UserRead:
+    runtime.policy.check(body.password, username=body.username)
+    # Checked before the (slow) hash, and again by the unique indexes at flush.
+    await users.ensure_available(session, username=body.username, email=body.email)
+    hashed = await runtime.hasher.hash(body.password)
+    user = await users.create_user(
+        session,
+        username=body.username,
+        email=body.email,
+        full_name=body.full_name,
+        hashed_password=hashed,
+        now=runtime.clock(),
+    )
+    return UserRead.model_validate(user)
+
+
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="Log in (OAuth2 password grant: username or email, and password)",
+    responses={401: {"description": "Bad credentials"}, 429: {"description": "Throttled"}},
+)
+async def token(
+    form: Annotated[PasswordForm, Depends()],
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+) -> TokenResponse:
+    user = await service.authenticate(
+        session, runtime, identifier=form.username, password=form.password
+    )
+    result = await service.login(session, runtime, user)
+    _no_store(response)
+    return result
+
+
+@router.post("/refresh", response_model=TokenResponse, summary="Exchange a refresh token")
+async def refresh(
+    body: RefreshRequest, session: SessionDep, runtime: RuntimeDep, response: Response
+) -> TokenResponse:
+    result = await service.refresh_tokens(session, runtime, body.refresh_token)
+    _no_store(response)
+    return result
+
+
+@router.post("/logout", response_model=Message, summary="Revoke a refresh token's family")
+async def logout(
+    body: LogoutRequest, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+) -> Message:
+    await service.logout(session, runtime, user, body.refresh_token)
+    return Message(message="Logged out")
+
+
+@router.get("/me", response_model=UserRead, summary="The caller")
+async def me(user: CurrentUser) -> UserRead:
+    return UserRead.model_validate(user)

@@ -1,0 +1,320 @@
+"""The ``auth-service`` command line.
+
+    auth-service migrate                       upgrade the database to the latest schema
+    auth-service create-superuser --username U --email E [--full-name N] [--password-stdin]
+    auth-service rotate-keys                   publish a new signing key (signs after the delay)
+    auth-service list-keys                     show the signing keys and their schedule
+    auth-service relay-outbox [--once]         publish pending user events to Redis
+    auth-service seed --base-url URL           create sample users and items through the API
+
+Passwords never come from the command line (it is visible to other users of the machine):
+``create-superuser`` reads ``AUTH_SUPERUSER_PASSWORD``, or stdin with ``--password-stdin``, or
+prompts on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from auth_service import migrator, outbox
+from auth_service.clock import system_clock
+from auth_service.db import Database
+from auth_service.keys import schedule, store
+from auth_service.password_policy import PasswordPolicy
+from auth_service.passwords import PasswordHasher
+from auth_service.runtime import close_redis, create_redis
+from auth_service.settings import Settings
+from auth_service.users import service as users
+from auth_service.users.schemas import UserCreate
+from svckit.db import is_connection_error
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A failure to report in one line, without a traceback."""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise CommandError(f"invalid configuration: {exc}") from None
+
+
+# --------------------------------------------------------------------------- migrate
+
+
+async def migrate(settings: Settings, revision: str) -> str | None:
+    database = Database.from_settings(settings)
+    try:
+        await migrator.upgrade(database.engine, revision)
+        return await migrator.current_revision(database.engine)
+    finally:
+        await database.dispose()
+
+
+# --------------------------------------------------------------------------- superuser
+
+
+def read_password(*, from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif os.environ.get("AUTH_SUPERUSER_PASSWORD"):
+        password = os.environ["AUTH_SUPERUSER_PASSWORD"]
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password (again): ") != password:
+            raise CommandError("the passwords do not match")
+    else:
+        raise CommandError(
+            "no password: set AUTH_SUPERUSER_PASSWORD, use --password-stdin, or run on a terminal"
+        )
+    if not password:
+        raise CommandError("the password is empty")
+    return password
+
+
+async def create_superuser(
+    settings: Settings,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    full_name: str | None,
+    exists_ok: bool,
+) -> str:
+    try:
+        data = UserCreate(username=username, email=email, password=password, full_name=full_name)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CommandError(f"invalid input: {problems}") from None
+    policy_problems = PasswordPolicy.from_settings(settings).problems(
+        data.password, username=data.username
+    )
+    if policy_problems:
+        raise CommandError("password rejected: " + "; ".join(policy_problems))
+    hasher = PasswordHasher(rounds=settings.bcrypt_rounds, concurrency=1, queue_timeout=600)
+    database = Database.from_settings(settings)
+    try:
+        hashed = await hasher.hash(data.password)
+        async with database.transaction() as session:
+            existing = await users.find_for_login(session, data.username)
+            if existing is None:
+                existing = await users.find_for_login(session, data.email)
+            if existing is not None:
+                if exists_ok:
+                    return f"user {existing.username!r} already exists; nothing changed"
+                raise CommandError(f"a user named {existing.username!r} or with that email exists")
+            user = await users.create_user(
+                session,
+                username=data.username,
+                email=data.email,
+                full_name=data.full_name,
+                hashed_password=hashed,
+                is_admin=True,
+                now=system_clock(),
+            )
+            return f"superuser {user.username!r} created (id {user.id})"
+    finally:
+        hasher.close()
+        await database.dispose()
+
+
+# --------------------------------------------------------------------------- keys
+
+
+async def rotate_keys(settings: Settings) -> str:
+    database = Database.from_settings(settings)
+    now = system_clock()
+    try:
+        async with database.transaction() as session:
+            key, retired = await store.rotate(
+                session,
+                bits=settings.key_size,
+                passphrase=settings.passphrase_bytes(),
+                now=now,
+                activation_delay=timedelta(seconds=settings.activation_delay_seconds),
+                retention=timedelta(seconds=settings.key_retention_seconds),
+            )
+        lines = [
+            f"new key {key.kid} published now, signs from {key.activates_at.isoformat()}",
+        ]
+        if retired:
+            lines.append("retired: " + ", ".join(retired))
+        lines.append(await list_keys(settings, database=database))
+        return "\n".join(lines)
+    finally:
+        await database.dispose()
+
+
+async def list_keys(settings: Settings, *, database: Database | None = None) -> str:
+    own = database is None
+    db = database or Database.from_settings(settings)
+    now = system_clock()
+    retention = timedelta(seconds=settings.key_retention_seconds)
+    try:
+        async with db.transaction() as session:
+            keys = await store.live_keys(session)
+    finally:
+        if own:
+            await db.dispose()
+    current = schedule.signer(keys, now)
+    published = {k.kid for k in schedule.published(keys, now, retention)}
+    rows = [
+        "kid                     state       activates_at                      unpublished_after"
+    ]
+    for key in keys:
+        ended = schedule.superseded_at(key, keys, now)
+        if key is current:
+            state = "signing"
+        elif key.activates_at > now:
+            state = "pending"
+        elif key.kid in published:
+            state = "verifying"
+        else:
+            state = "expired"
+        until = (ended + retention).isoformat() if ended else "-"
+        rows.append(f"{key.kid:<23} {state:<11} {key.activates_at.isoformat():<33} {until}")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+async def relay_outbox(settings: Settings, *, once: bool) -> int:
+    database = Database.from_settings(settings)
+    redis = create_redis(settings)
+    try:
+        if once:
+            return await outbox.relay_all(
+                database,
+                redis,
+                stream=settings.events_stream,
+                batch_size=settings.outbox_batch_size,
+                clock=system_clock,
+            )
+        relay = outbox.OutboxRelay(
+            database,
+            redis,
+            stream=settings.events_stream,
+            batch_size=settings.outbox_batch_size,
+            interval=settings.outbox_relay_interval_seconds,
+            clock=system_clock,
+        )
+        relay.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await relay.stop()
+        return 0
+    finally:
+        await close_redis(redis)
+        await database.dispose()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="auth-service", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("migrate", help="upgrade the database schema")
+    p.add_argument("--revision", default="head", help="target revision (default: head)")
+
+    p = commands.add_parser("create-superuser", help="create an administrator")
+    p.add_argument("--username", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--full-name", default=None)
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password from the first stdin line"
+    )
+    p.add_argument(
+        "--exists-ok", action="store_true", help="succeed without changes if the user exists"
+    )
+
+    commands.add_parser("rotate-keys", help="publish a new signing key; retire expired ones")
+    commands.add_parser("list-keys", help="show the signing keys and their schedule")
+
+    p = commands.add_parser("relay-outbox", help="publish pending user events to Redis")
+    p.add_argument("--once", action="store_true", help="publish what is pending, then exit")
+
+    p = commands.add_parser("seed", help="create sample users and items through the gateway")
+    p.add_argument("--base-url", default="http://127.0.0.1:8080")
+    p.add_argument("--users", type=int, default=3, help="number of sample users (1-20)")
+    p.add_argument("--items-per-user", type=int, default=3, help="items per user (0-50)")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the sample users' password from stdin (else AUTH_SEED_PASSWORD, else random)",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout (s)")
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "seed":
+            from auth_service import seed
+
+            return seed.main(args)
+        settings = _settings()
+        if args.command == "migrate":
+            revision = asyncio.run(migrate(settings, args.revision))
+            print(f"database at revision {revision}")
+        elif args.command == "create-superuser":
+            password = read_password(from_stdin=args.password_stdin)
+            print(
+                asyncio.run(
+                    create_superuser(
+                        settings,
+                        username=args.username,
+                        email=args.email,
+                        password=password,
+                        full_name=args.full_name,
+                        exists_ok=args.exists_ok,
+                    )
+                )
+            )
+        elif args.command == "rotate-keys":
+            print(asyncio.run(rotate_keys(settings)))
+        elif args.command == "list-keys":
+            print(asyncio.run(list_keys(settings)))
+        elif args.command == "relay-outbox":
+            count = asyncio.run(relay_outbox(settings, once=args.once))
+            print(f"published {count} event(s)")
+    except CommandError as exc:
+        print(f"auth-service {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        if not (
+            is_connection_error(exc) or isinstance(exc, RedisConnectionError | RedisTimeoutError)
+        ):
+            raise
+        print(
+            f"auth-service {args.command}: a dependency is unreachable ({type(exc).__name__}: "
+            f"{exc})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def main() -> None:
+    sys.exit(run())

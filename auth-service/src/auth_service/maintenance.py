@@ -1,0 +1,59 @@
+"""Periodic housekeeping: retire signing keys no token can need, drop long-expired refresh
+token families. Idempotent, so several replicas may run it concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from auth_service import refresh
+from auth_service.clock import Clock
+from auth_service.db import Database
+from auth_service.keys import store
+
+logger = logging.getLogger("auth_service.maintenance")
+
+# Expired families are kept a little while so a late reuse still finds its token.
+FAMILY_GRACE = timedelta(days=1)
+
+
+async def run_once(database: Database, *, retention: timedelta, clock: Clock) -> None:
+    async with database.transaction() as session:
+        now = clock()
+        await store.retire_expired(session, now=now, retention=retention)
+        pruned = await refresh.prune_expired(session, now=now, grace=FAMILY_GRACE)
+    if pruned:
+        logger.info("expired refresh token families pruned", extra={"count": pruned})
+
+
+class Maintenance:
+    def __init__(
+        self, database: Database, *, retention: timedelta, interval: float, clock: Clock
+    ) -> None:
+        self._database = database
+        self._retention = retention
+        self._interval = interval
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="maintenance")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await run_once(self._database, retention=self._retention, clock=self._clock)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("maintenance failed", extra={"error": type(exc).__name__})

@@ -1,0 +1,163 @@
+"""Refresh tokens: opaque, stored as hashes, rotated on each use, grouped in families.
+
+* A token is 256 random bits (URL-safe base64). Only its SHA-256 is stored: a high-entropy
+  secret needs no slow hash, and a leaked table yields nothing usable.
+* Every login starts a *family* with an absolute expiry; each refresh marks the presented token
+  used and adds its successor to the same family (the expiry does not move).
+* Presenting a token that was already used revokes the whole family (RFC 9700 §4.14.2): either
+  the client or an attacker holds a stolen copy, and the server cannot tell which.
+* Of concurrent refreshes with one token exactly one wins: the token is claimed with a
+  conditional ``UPDATE ... WHERE used_at IS NULL``, which PostgreSQL serialises on the row.
+  The losers find it used, which is reuse, so the family is revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth_service.db import KeepWritesError
+from auth_service.models import RefreshFamily, RefreshToken, User
+from svckit.errors import ServiceError
+
+MAX_TOKEN_LENGTH = 512
+
+
+class InvalidRefreshToken(ServiceError):
+    status_code = 401
+    code = "invalid_refresh_token"
+    detail = "Invalid or expired refresh token"
+
+
+class RefreshTokenReused(KeepWritesError):
+    """A used token came back: the family is revoked, and that revocation is committed."""
+
+    status_code = 401
+    code = "invalid_refresh_token"
+    detail = "Invalid or expired refresh token"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    user: User
+    refresh_token: str
+
+
+async def _add_token(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> str:
+    token = new_token()
+    session.add(RefreshToken(family_id=family_id, token_hash=token_hash(token), created_at=now))
+    await session.flush()
+    return token
+
+
+async def start_family(
+    session: AsyncSession, user: User, *, now: datetime, lifetime: timedelta
+) -> str:
+    """Begin a family for a fresh login; return its first refresh token."""
+    family = RefreshFamily(
+        id=uuid.uuid4(), user_id=user.id, created_at=now, expires_at=now + lifetime
+    )
+    session.add(family)
+    await session.flush()
+    return await _add_token(session, family.id, now)
+
+
+async def rotate(session: AsyncSession, token: str, *, now: datetime) -> Rotation:
+    """Use ``token`` up and return its successor with the user it belongs to.
+
+    Raises :class:`InvalidRefreshToken` for an unknown, expired or revoked token, or an
+    inactive user, and :class:`RefreshTokenReused` for a token used before.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidRefreshToken()
+    digest = token_hash(token)
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == digest, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+        .returning(RefreshToken.family_id)
+    )
+    family_id = claimed.scalar_one_or_none()
+    if family_id is None:
+        used = await session.execute(
+            select(RefreshToken.family_id).where(RefreshToken.token_hash == digest)
+        )
+        reused_family = used.scalar_one_or_none()
+        if reused_family is None:
+            raise InvalidRefreshToken()
+        await revoke_family(session, reused_family, now=now, reason="reuse")
+        raise RefreshTokenReused()
+
+    row = (
+        await session.execute(
+            select(RefreshFamily, User)
+            .join(User, User.id == RefreshFamily.user_id)
+            .where(RefreshFamily.id == family_id)
+            .with_for_update(of=RefreshFamily)
+        )
+    ).one()
+    family, user = row
+    if family.revoked_at is not None or family.expires_at <= now or not user.is_active:
+        raise InvalidRefreshToken()
+    return Rotation(user=user, refresh_token=await _add_token(session, family.id, now))
+
+
+async def revoke_family(
+    session: AsyncSession, family_id: uuid.UUID, *, now: datetime, reason: str
+) -> None:
+    await session.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.id == family_id, RefreshFamily.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_reason=reason)
+    )
+
+
+async def revoke_token_family(
+    session: AsyncSession, token: str, *, user_id: int, now: datetime
+) -> bool:
+    """Logout: revoke the family of ``token`` if it belongs to ``user_id``."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return False
+    result = await session.execute(
+        select(RefreshFamily.id)
+        .join(RefreshToken, RefreshToken.family_id == RefreshFamily.id)
+        .where(RefreshToken.token_hash == token_hash(token), RefreshFamily.user_id == user_id)
+    )
+    family_id = result.scalar_one_or_none()
+    if family_id is None:
+        return False
+    await revoke_family(session, family_id, now=now, reason="logout")
+    return True
+
+
+async def revoke_user_families(
+    session: AsyncSession, user_id: int, *, now: datetime, reason: str
+) -> None:
+    """Revoke every family of the user (password change, deactivation)."""
+    await session.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.user_id == user_id, RefreshFamily.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_reason=reason)
+    )
+
+
+async def prune_expired(session: AsyncSession, *, now: datetime, grace: timedelta) -> int:
+    """Delete families (and their tokens) that expired more than ``grace`` ago."""
+    result = await session.execute(
+        delete(RefreshFamily).where(RefreshFamily.expires_at < now - grace)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,120 @@
+"""auth-service settings, read from ``AUTH_*`` environment variables.
+
+``REDIS_URL`` is shared with the other services (``AUTH_REDIS_URL`` overrides it). Nothing is
+read at import time: the app factory and the CLI construct :class:`Settings` explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from svckit.settings import ServiceSettings
+
+# The longest leeway any verifier of our tokens may apply (svckit.tokens.MAX_LEEWAY_SECONDS).
+MAX_VERIFIER_LEEWAY_SECONDS = 60
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUTH_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/auth"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("AUTH_REDIS_URL", "REDIS_URL"),
+    )
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+
+    # Tokens
+    issuer: str = "http://127.0.0.1:8080"
+    audience: str = "api"
+    access_token_ttl_seconds: int = Field(default=1800, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=60, le=31_536_000)
+    token_leeway_seconds: int = Field(default=30, ge=0, le=MAX_VERIFIER_LEEWAY_SECONDS)
+
+    # Signing keys
+    jwks_max_age_seconds: int = Field(default=300, ge=0, le=86_400)
+    key_passphrase: SecretStr | None = None
+    key_activation_delay_seconds: int | None = Field(default=None, ge=0, le=7 * 86_400)
+    key_size: int = Field(default=2048, ge=2048, le=8192)
+    key_reload_seconds: int = Field(default=30, ge=1, le=3600)
+
+    # Passwords
+    bcrypt_rounds: int = Field(default=12, ge=4, le=20)
+    hashing_concurrency: int = Field(default=2, ge=1, le=64)
+    hashing_queue_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    password_min_length: int = Field(default=8, ge=1, le=128)
+    password_require_uppercase: bool = True
+    password_require_lowercase: bool = True
+    password_require_digit: bool = True
+    password_require_special: bool = True
+    password_blocklist: bool = True
+
+    # Per-account login throttle
+    login_throttle_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_throttle_window_seconds: int = Field(default=300, ge=1, le=86_400)
+    login_throttle_lockout_seconds: int = Field(default=300, ge=1, le=86_400)
+
+    # /users/me composition
+    items_url: str = "http://127.0.0.1:8002"
+    items_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+
+    # Outbox relay and periodic maintenance
+    events_stream: str = Field(default="user-events", min_length=1, max_length=200)
+    background_tasks: bool = True
+    outbox_relay_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    maintenance_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_key_schedule(self) -> Self:
+        delay = self.key_activation_delay_seconds
+        if delay is not None and delay < self.jwks_max_age_seconds:
+            raise ValueError(
+                "AUTH_KEY_ACTIVATION_DELAY_SECONDS must be at least AUTH_JWKS_MAX_AGE_SECONDS, "
+                "so every cached JWKS holds a new key before it signs anything"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_production_passphrase(self) -> Self:
+        passphrase = self.key_passphrase
+        if self.production and passphrase is not None and len(passphrase.get_secret_value()) < 16:
+            raise ValueError("AUTH_KEY_PASSPHRASE must be at least 16 characters in production")
+        return self
+
+    def secrets_to_check(self) -> dict[str, SecretStr | None]:
+        return {"AUTH_KEY_PASSPHRASE": self.key_passphrase}
+
+    @property
+    def activation_delay_seconds(self) -> int:
+        """How long a new key is published before it may sign (>= the JWKS max-age)."""
+        if self.key_activation_delay_seconds is None:
+            return self.jwks_max_age_seconds
+        return self.key_activation_delay_seconds
+
+    @property
+    def key_retention_seconds(self) -> int:
+        """How long a key stays published after it stopped signing.
+
+        Its last tokens live ``access_token_ttl_seconds``; a replica may keep signing with it
+        until its next key reload; verifiers accept expired tokens for their leeway.
+        """
+        return self.access_token_ttl_seconds + self.key_reload_seconds + MAX_VERIFIER_LEEWAY_SECONDS
+
+    def passphrase_bytes(self) -> bytes | None:
+        if self.key_passphrase is None:
+            return None
+        value = self.key_passphrase.get_secret_value()
+        return value.encode() if value else None

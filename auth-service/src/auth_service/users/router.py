@@ -1,0 +1,116 @@
+"""``/users``: the caller's own account, and administration of every account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi.exceptions import RequestValidationError
+
+from auth_service import items_client
+from auth_service.deps import AdminUser, BearerToken, CurrentUser, RuntimeDep, SessionDep, UserById
+from auth_service.users import service
+from auth_service.users.schemas import (
+    Message,
+    UserRead,
+    UserUpdateAdmin,
+    UserUpdateMe,
+    UserWithItems,
+    changes,
+)
+from svckit.errors import ServiceError
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+class IncorrectPassword(ServiceError):
+    status_code = 400
+    code = "incorrect_password"
+    detail = "Current password is incorrect"
+
+
+@router.get("/me", response_model=UserWithItems, summary="The caller, with their items")
+async def read_me(user: CurrentUser, runtime: RuntimeDep, token: BearerToken) -> UserWithItems:
+    settings = runtime.settings
+    items = await items_client.fetch_my_items(
+        runtime.http,
+        base_url=settings.items_url,
+        token=token or "",
+        timeout=settings.items_timeout_seconds,
+    )
+    return UserWithItems(**UserRead.model_validate(user).model_dump(), items=items)
+
+
+@router.put("/me", response_model=UserRead, summary="Update the caller (partial)")
+async def update_me(
+    body: UserUpdateMe, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+) -> UserRead:
+    now = runtime.clock()
+    if body.password is not None:
+        if body.current_password is None:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "current_password"),
+                        "msg": "current_password is required to change the password",
+                        "type": "missing",
+                    }
+                ]
+            )
+        runtime.policy.check(body.password, username=user.username)
+        verification = await runtime.hasher.verify(body.current_password, user.hashed_password)
+        if not verification.ok:
+            raise IncorrectPassword()
+        new_hash = await runtime.hasher.hash(body.password)
+        await service.set_password(session, user, new_hash, now=now)
+    values = changes(body, "password", "current_password")
+    if values:
+        await service.update_user(session, user, values, now=now)
+    return UserRead.model_validate(user)
+
+
+@router.delete("/me", response_model=Message, summary="Delete the caller's account")
+async def delete_me(
+    user: CurrentUser, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> Message:
+    await service.delete_user(session, user, now=runtime.clock())
+    # Background tasks run after the response, hence after the commit.
+    background.add_task(runtime.wake_relay)
+    return Message(message="User deleted")
+
+
+@router.get("/", response_model=list[UserRead], summary="List users (admin)")
+async def list_users(
+    _admin: AdminUser,
+    session: SessionDep,
+    response: Response,
+    skip: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+) -> list[UserRead]:
+    users, total = await service.list_users(session, skip=skip, limit=limit)
+    response.headers["X-Total-Count"] = str(total)
+    return [UserRead.model_validate(u) for u in users]
+
+
+@router.get("/{user_id}", response_model=UserRead, summary="Read a user (admin)")
+async def read_user(user: UserById) -> UserRead:
+    return UserRead.model_validate(user)
+
+
+@router.patch("/{user_id}", response_model=UserRead, summary="Update a user (admin)")
+async def update_user(
+    body: UserUpdateAdmin, user: UserById, session: SessionDep, runtime: RuntimeDep
+) -> UserRead:
+    values = changes(body)
+    if values:
+        await service.update_user(session, user, values, now=runtime.clock())
+    return UserRead.model_validate(user)
+
+
+@router.delete("/{user_id}", response_model=Message, summary="Delete a user (admin)")
+async def delete_user(
+    user: UserById, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> Message:
+    await service.delete_user(session, user, now=runtime.clock())
+    background.add_task(runtime.wake_relay)
+    return Message(message="User deleted")

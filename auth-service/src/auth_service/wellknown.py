@@ -1,0 +1,46 @@
+"""``/.well-known``: the JWKS (RFC 7517) and authorization server metadata (RFC 8414)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from auth_service.deps import RuntimeDep
+from svckit.bearer import VerificationUnavailable
+from svckit.tokens import KeysUnavailable
+
+router = APIRouter(prefix="/.well-known", tags=["discovery"])
+
+
+@router.get("/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(runtime: RuntimeDep) -> JSONResponse:
+    try:
+        document = await runtime.keyring.jwks()
+    except KeysUnavailable:
+        raise VerificationUnavailable() from None
+    max_age = runtime.settings.jwks_max_age_seconds
+    return JSONResponse(
+        document,
+        headers={"Cache-Control": f"public, max-age={max_age}"},
+        media_type="application/jwk-set+json",
+    )
+
+
+@router.get("/oauth-authorization-server", summary="RFC 8414 metadata")
+async def metadata(runtime: RuntimeDep) -> JSONResponse:
+    issuer = runtime.settings.issuer
+    base = issuer.rstrip("/")
+    document: dict[str, Any] = {
+        "issuer": issuer,
+        "token_endpoint": f"{base}/auth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["password", "refresh_token"],
+        # No authorization endpoint, so no response types (RFC 8414 §2).
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+        "service_documentation": f"{base}/docs/auth",
+    }
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})

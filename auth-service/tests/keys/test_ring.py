@@ -1,0 +1,153 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from svckit.testing.servers import free_port
+from svckit.tokens import KeysUnavailable
+
+from auth_service.db import Database
+from auth_service.keys import store
+from auth_service.keys.ring import KeyRing
+from auth_service.models import SigningKey
+
+from ..conftest import FakeClock
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.value = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+def make_ring(database, clock, monotonic=None, **kwargs):
+    return KeyRing(
+        database,
+        passphrase=kwargs.pop("passphrase", None),
+        key_bits=2048,
+        retention=timedelta(minutes=31),
+        reload_interval=kwargs.pop("reload_interval", 30),
+        clock=clock,
+        monotonic=monotonic or Monotonic(),
+        **kwargs,
+    )
+
+
+def dead_database() -> Database:
+    engine = create_async_engine(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/auth",
+        connect_args={"timeout": 1},
+    )
+    return Database(async_sessionmaker(engine), engine)
+
+
+async def test_start_loads_the_existing_key_and_signs_with_it(database):
+    ring = make_ring(database, FakeClock())
+    await ring.start()
+    kid, private = await ring.signing_key()
+    assert private.key_size == 2048
+    assert await ring.get_key(kid) is not None
+    assert (await ring.jwks())["keys"][0]["kid"] == kid
+
+
+async def test_start_creates_the_first_key_on_an_empty_database(database):
+    async with database.transaction() as session:
+        await session.execute(SigningKey.__table__.delete())
+    ring = make_ring(database, FakeClock())
+    await ring.start()
+    assert ring.has_signer()
+    assert len(ring.keys) == 1
+
+
+async def test_an_unknown_kid_reloads_at_most_once_per_cooldown(database):
+    mono = Monotonic()
+    ring = make_ring(database, FakeClock(), mono, unknown_kid_cooldown=1.0)
+    await ring.start()
+    loads = ring.load_count
+    mono.value += 5
+    assert await ring.get_key("nope") is None
+    assert ring.load_count == loads + 1
+    assert await ring.get_key("nope-again") is None
+    assert ring.load_count == loads + 1  # within the cooldown
+    mono.value += 1.5
+    assert await ring.get_key("nope-3") is None
+    assert ring.load_count == loads + 2
+
+
+async def test_a_key_created_by_another_replica_is_found_on_unknown_kid(database):
+    clock = FakeClock()
+    mono = Monotonic()
+    ring = make_ring(database, clock, mono)
+    await ring.start()
+    async with database.transaction() as session:
+        other = await store.create_key(
+            session, bits=2048, passphrase=None, now=clock(), activates_at=clock()
+        )
+    mono.value += 5
+    assert await ring.get_key(other.kid) is not None
+
+
+async def test_periodic_reload_picks_up_rotations(database):
+    clock = FakeClock()
+    mono = Monotonic()
+    ring = make_ring(database, clock, mono, reload_interval=30)
+    await ring.start()
+    async with database.transaction() as session:
+        new, _ = await store.rotate(
+            session,
+            bits=2048,
+            passphrase=None,
+            now=clock(),
+            activation_delay=timedelta(seconds=60),
+            retention=ring.retention,
+        )
+    assert new.kid not in {k["kid"] for k in (await ring.jwks())["keys"]}
+    mono.value += 31
+    assert new.kid in {k["kid"] for k in (await ring.jwks())["keys"]}
+
+
+async def test_keys_survive_a_database_outage(database):
+    ring = make_ring(database, FakeClock(), reload_interval=1)
+    await ring.start()
+    kid, _ = await ring.signing_key()
+    dead = dead_database()
+    try:
+        ring._database = dead
+        ring._monotonic.value += 10
+        assert await ring.get_key(kid) is not None  # stale-if-error
+        assert (await ring.signing_key())[0] == kid
+    finally:
+        await dead.dispose()
+
+
+async def test_without_any_keys_verification_is_unavailable():
+    dead = dead_database()
+    try:
+        ring = make_ring(dead, FakeClock())
+        await ring.start()  # tolerated: the database may come back
+        assert not ring.has_signer()
+        with pytest.raises(KeysUnavailable):
+            await ring.get_key("any")
+        with pytest.raises(KeysUnavailable):
+            await ring.jwks()
+    finally:
+        await dead.dispose()
+
+
+async def test_an_encrypted_key_without_the_passphrase_fails_startup(database):
+    from auth_service.keys.material import KeyMaterialError
+
+    now = datetime.now(UTC)
+    async with database.transaction() as session:
+        await session.execute(SigningKey.__table__.delete())
+        await store.create_key(
+            session, bits=2048, passphrase=b"a-long-and-random-passphrase-1", now=now,
+            activates_at=now,
+        )
+    with pytest.raises(KeyMaterialError):
+        await make_ring(database, FakeClock()).start()
+    ring = make_ring(database, FakeClock(), passphrase=b"a-long-and-random-passphrase-1")
+    await ring.start()
+    assert ring.has_signer()

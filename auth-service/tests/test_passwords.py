@@ -1,0 +1,154 @@
+import asyncio
+import time
+
+import bcrypt
+import pytest
+
+from auth_service.passwords import HashingBusy, PasswordHasher
+
+
+@pytest.fixture
+def hasher():
+    h = PasswordHasher(rounds=4, concurrency=2, queue_timeout=5)
+    yield h
+    h.close()
+
+
+async def test_hash_uses_bcrypt_sha256_and_verifies(hasher):
+    hashed = await hasher.hash("Corr3ct-Horse!")
+    assert hashed.startswith("$bcrypt-sha256$")
+    assert (await hasher.verify("Corr3ct-Horse!", hashed)).ok
+    assert not (await hasher.verify("corr3ct-Horse!", hashed)).ok
+
+
+async def test_passwords_sharing_their_first_72_bytes_are_different(hasher):
+    prefix = "A" * 72
+    hashed = await hasher.hash(prefix + "one")
+    assert (await hasher.verify(prefix + "one", hashed)).ok
+    assert not (await hasher.verify(prefix + "two", hashed)).ok
+    assert not (await hasher.verify(prefix, hashed)).ok
+
+
+@pytest.mark.parametrize("length", [128, 512, 1024])
+async def test_long_passwords_work_whole(hasher, length):
+    password = ("Ab1!" * 300)[:length]
+    hashed = await hasher.hash(password)
+    assert (await hasher.verify(password, hashed)).ok
+    assert not (await hasher.verify(password[:-1] + "?", hashed)).ok
+
+
+async def test_composed_and_decomposed_unicode_are_the_same_password(hasher):
+    composed = "Caf\u00e9-P4ss!"
+    decomposed = "Cafe\u0301-P4ss!"
+    assert composed != decomposed
+    hashed = await hasher.hash(decomposed)
+    assert (await hasher.verify(composed, hashed)).ok
+
+
+async def test_sixty_four_four_byte_emoji(hasher):
+    password = "\U0001f600" * 64
+    assert len(password.encode()) == 256
+    hashed = await hasher.hash(password)
+    assert (await hasher.verify(password, hashed)).ok
+    assert not (await hasher.verify("\U0001f600" * 63 + "\U0001f601", hashed)).ok
+
+
+async def test_legacy_bcrypt_hash_verifies_and_is_upgraded(hasher):
+    legacy = bcrypt.hashpw(b"Old-Passw0rd!", bcrypt.gensalt(4)).decode()
+    result = await hasher.verify("Old-Passw0rd!", legacy)
+    assert result.ok
+    assert result.new_hash is not None and result.new_hash.startswith("$bcrypt-sha256$")
+    assert (await hasher.verify("Old-Passw0rd!", result.new_hash)).ok
+    assert not (await hasher.verify("wrong", legacy)).ok
+
+
+async def test_a_lower_cost_is_upgraded_but_a_higher_one_is_kept():
+    weak = PasswordHasher(rounds=4, concurrency=1, queue_timeout=5)
+    current = PasswordHasher(rounds=5, concurrency=1, queue_timeout=5)
+    strong = PasswordHasher(rounds=6, concurrency=1, queue_timeout=5)
+    try:
+        assert (await current.verify("pw", await weak.hash("pw"))).new_hash is not None
+        assert (await current.verify("pw", await strong.hash("pw"))).new_hash is None
+        assert (await current.verify("pw", await current.hash("pw"))).new_hash is None
+    finally:
+        for h in (weak, current, strong):
+            h.close()
+
+
+@pytest.mark.parametrize("stored", ["", "not-a-hash", "$2b$04$short", "$bcrypt-sha256$garbage"])
+async def test_a_corrupt_stored_hash_never_verifies(hasher, stored):
+    assert not (await hasher.verify("anything", stored)).ok
+
+
+async def test_no_stored_hash_runs_a_dummy_verification(hasher):
+    calls = []
+    original = hasher._verify_and_update
+
+    def spy(password, hashed):
+        calls.append(hashed)
+        return original(password, hashed)
+
+    hasher._verify_and_update = spy
+    result = await hasher.verify("whatever", None)
+    assert not result.ok
+    assert len(calls) == 1 and calls[0].startswith("$bcrypt-sha256$")
+
+
+async def test_hashing_runs_off_the_event_loop():
+    hasher = PasswordHasher(rounds=11, concurrency=1, queue_timeout=5)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        started = time.perf_counter()
+        await hasher.hash("Corr3ct-Horse!")
+        elapsed = time.perf_counter() - started
+    finally:
+        task.cancel()
+        hasher.close()
+    assert elapsed > 0.05  # a real bcrypt cost
+    assert ticks >= 5  # the loop kept running meanwhile
+
+
+async def test_a_full_queue_answers_busy_quickly():
+    hasher = PasswordHasher(rounds=12, concurrency=1, queue_timeout=0.05)
+    try:
+        first = asyncio.create_task(hasher.hash("Corr3ct-Horse!"))
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        with pytest.raises(HashingBusy) as caught:
+            await hasher.hash("Another-0ne!")
+        assert time.perf_counter() - started < 0.2
+        assert caught.value.status_code == 503
+        assert caught.value.headers["Retry-After"] == "1"
+        assert (await first).startswith("$bcrypt-sha256$")
+    finally:
+        hasher.close()
+
+
+async def test_concurrency_is_bounded():
+    hasher = PasswordHasher(rounds=8, concurrency=2, queue_timeout=30)
+    running = peak = 0
+    original = hasher._context.hash
+
+    def tracked(password):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            return original(password)
+        finally:
+            running -= 1
+
+    hasher._context.hash = tracked
+    try:
+        await asyncio.gather(*(hasher.hash(f"pw{i}") for i in range(6)))
+    finally:
+        hasher.close()
+    assert peak == 2
