@@ -169,12 +169,13 @@ def _timed_logins(client: httpx.Client, count: int) -> list[tuple[int, float]]:
     return results
 
 
-def _wait_for_login_status(client: httpx.Client, status: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for_login_status(client: httpx.Client, status: int, timeout: float = 15) -> float:
+    """Seconds until a login is answered ``status`` (the limiter works again)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
         if client.post("/auth/token", data=login_form()).status_code == status:
-            return
-        time.sleep(0.2)
+            return round(time.monotonic() - started, 3)
+        time.sleep(0.1)
     pytest.fail(f"login did not answer {status} within {timeout} s")
 
 
@@ -182,6 +183,7 @@ def test_redis_down_login_fails_closed_and_fast(
     stack: Stack, client_factory: ClientFactory, record_property: Callable[[str, object], None]
 ) -> None:
     client = client_factory()
+    _wait_for_login_status(client, 401)
     stack.stop_component("redis")
     try:
         results = _timed_logins(client, 5)
@@ -189,29 +191,33 @@ def test_redis_down_login_fails_closed_and_fast(
         assert client.get("/.well-known/jwks.json").status_code == 200
     finally:
         stack.start_component("redis")
+    recovery = _wait_for_login_status(client, 401)
     record_property("redis_refused_login", results)
-    print(f"Redis stopped (connection refused): {results}")
+    record_property("redis_refused_recovery_seconds", recovery)
+    print(f"Redis stopped (connection refused): {results}; counted again after {recovery} s")
     assert [status for status, _ in results] == [500] * 5
-    assert results[0][1] < 3.0, "the first failure includes go-redis's dial retries (~1.7 s)"
+    # go-redis retries the dial internally until poolSize dials have failed (pool of 2:
+    # ~0.9 s measured), then fails at once until its background redial succeeds.
+    assert results[0][1] < 2.5
     assert max(t for _, t in results[1:]) < 1.0, "later failures are fast"
-    _wait_for_login_status(client, 401)
+    assert recovery < 5
 
 
 def test_redis_hung_login_fails_within_the_redis_timeout(
     stack: Stack, client_factory: ClientFactory, record_property: Callable[[str, object], None]
 ) -> None:
     client = client_factory()
-    assert client.post("/auth/token", data=login_form()).status_code == 401
+    _wait_for_login_status(client, 401)
     stack.signal_component("redis", signal.SIGSTOP)
     try:
         results = _timed_logins(client, 3)
     finally:
         stack.signal_component("redis", signal.SIGCONT)
+    recovery = _wait_for_login_status(client, 401)
     record_property("redis_hung_login", results)
-    print(f"Redis hung (SIGSTOP): {results}")
+    print(f"Redis hung (SIGSTOP): {results}; counted again after {recovery} s")
     assert [status for status, _ in results] == [500] * 3
     assert max(t for _, t in results) < 1.5, "bounded by GATEWAY_REDIS_TIMEOUT (200ms) per try"
-    _wait_for_login_status(client, 401)
 
 
 def test_gateway_log_is_json_with_an_access_log_and_no_config_error(
@@ -220,7 +226,10 @@ def test_gateway_log_is_json_with_an_access_log_and_no_config_error(
     client.get("/items/", params={"limit": 1}, headers={"Authorization": "Bearer s3cr3t-t0ken"})
     time.sleep(0.2)
     log = stack.read_log("gateway")
-    entries = [json.loads(line) for line in log.splitlines() if not line.startswith("--- ")]
+    # Our start markers ("--- ") and go-redis's own plain-text lines ("redis: ") aside,
+    # every line is a JSON object.
+    lines = [ln for ln in log.splitlines() if not ln.startswith(("--- ", "redis: "))]
+    entries = [json.loads(line) for line in lines]
     access = [e for e in entries if "RequestPath" in e]
     assert any(e["RequestPath"] == "/items/?limit=1" for e in access)
     assert "s3cr3t-t0ken" not in log, "request headers such as Authorization are not logged"
