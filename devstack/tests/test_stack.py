@@ -237,3 +237,27 @@ def test_gateway_log_is_json_with_an_access_log_and_no_config_error(
         e for e in entries if e.get("level") in ("error", "fatal") and "middlewareType" not in e
     ]
     assert not problems, problems
+
+
+def test_forwarded_for_is_trusted_only_from_configured_proxies(
+    stack: Stack, client_factory: ClientFactory
+) -> None:
+    """Behind a trusted proxy (127.0.3.1 here) the limiter keys on X-Forwarded-For."""
+    url = stack.start_gateway(trusted_ips=("127.0.3.1",), env={"GATEWAY_CLIENT_IP_DEPTH": "1"})
+    try:
+        proxy = client_factory(base_url=url, source_address="127.0.3.1")
+
+        def login_as(client_ip: str, via: httpx.Client = proxy) -> int:
+            headers = {"X-Forwarded-For": client_ip}
+            return via.post("/auth/token", data=login_form(), headers=headers).status_code
+
+        assert [login_as("198.51.100.1") for _ in range(LOGIN_LIMIT)] == [401] * LOGIN_LIMIT
+        assert login_as("198.51.100.1") == 429
+        assert login_as("198.51.100.2") == 401, "another client behind the proxy"
+        # A peer that is not a trusted proxy cannot choose its client address: its
+        # X-Forwarded-For is dropped, so rotating it buys nothing.
+        direct = client_factory(base_url=url, source_address="127.0.3.2")
+        statuses = [login_as(f"203.0.113.{n}", direct) for n in range(LOGIN_LIMIT + 1)]
+        assert statuses[-1] == 429
+    finally:
+        stack.stop_component(f"gateway-{url.rsplit(':', 1)[1]}")

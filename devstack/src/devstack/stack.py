@@ -242,14 +242,27 @@ class Stack:
         self.stop_component(name)
         self.start_component(name)
 
-    def start_gateway(self, port: int | None = None, *, host: str | None = None) -> str:
+    def start_gateway(
+        self,
+        port: int | None = None,
+        *,
+        host: str | None = None,
+        trusted_ips: tuple[str, ...] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Start one more Traefik on ``port`` (a free one by default) with the same
-        configuration and Redis as the main one; returns its base URL. It is stopped with
-        the stack, or alone with ``stop_component("gateway-<port>")``."""
+        configuration and Redis as the main one; returns its base URL. ``trusted_ips`` and
+        ``env`` (e.g. ``GATEWAY_CLIENT_IP_DEPTH``) override the stack's for this one only.
+        It is stopped with the stack, or alone with ``stop_component("gateway-<port>")``."""
         port = port or free_port()
-        host = host or self.config.host
-        name = f"{GATEWAY}-{port}"
-        return self._launch_gateway(name, host=host, port=port, metrics_port=free_port())
+        return self._launch_gateway(
+            f"{GATEWAY}-{port}",
+            host=host or self.config.host,
+            port=port,
+            metrics_port=free_port(),
+            trusted_ips=trusted_ips,
+            env=env,
+        )
 
     def run_cli(
         self,
@@ -454,7 +467,16 @@ class Stack:
             lambda: http_ok(f"{base}/readyz"), timeout=config.startup_timeout, what="ready"
         )
 
-    def _launch_gateway(self, name: str, *, host: str, port: int, metrics_port: int) -> str:
+    def _launch_gateway(
+        self,
+        name: str,
+        *,
+        host: str,
+        port: int,
+        metrics_port: int,
+        trusted_ips: tuple[str, ...] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         config = self.config
         ensure_port_free(host, port, name, "GATEWAY_PORT")
         static = render_static(
@@ -462,7 +484,7 @@ class Stack:
             host=host,
             port=port,
             metrics_port=metrics_port,
-            trusted_ips=config.trusted_ips,
+            trusted_ips=config.trusted_ips if trusted_ips is None else trusted_ips,
         )
         static_path = config.data_dir / "gateway" / f"traefik-{name}.yml"
         static_path.parent.mkdir(parents=True, exist_ok=True)
@@ -471,7 +493,7 @@ class Stack:
             name,
             [str(config.bin_dir / "traefik"), f"--configFile={static_path}"],
             self.log_path(name),
-            env=self.env(),
+            env={**self.env(), **(env or {})},
         )
         url = f"http://{host}:{port}"
         self._processes[name] = process
