@@ -15,6 +15,7 @@ builds error JSON, and no stack trace or SQL reaches a client.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -61,9 +62,11 @@ def code_for_status(status_code: int) -> str:
     if status_code in _CODES:
         return _CODES[status_code]
     try:
-        return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        phrase = HTTPStatus(status_code).phrase.lower()
     except ValueError:
         return "error"
+    # "I'm a Teapot" -> "i_m_a_teapot": codes are identifiers clients switch on
+    return re.sub(r"[^a-z0-9]+", "_", phrase).strip("_")
 
 
 class ServiceError(Exception):

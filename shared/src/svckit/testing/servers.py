@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import asyncpg
@@ -155,14 +157,32 @@ class EmbeddedRedis:
     datadir: Path | None = None
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
+    _output: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> str:
-        if not self.port:
-            self.port = free_port(self.host)
+        """Start the server and wait until it answers; return its URL.
+
+        Readiness is the server answering ``INFO`` with *its own* pid: an open port alone
+        could be another process, with ours about to fail on "Address already in use".
+        """
+        chosen = not self.port
+        for _ in range(3 if chosen else 1):
+            if chosen:
+                self.port = free_port(self.host)
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                if not chosen:
+                    raise DependencyUnavailable(
+                        f"port {self.host}:{self.port} is already in use"
+                    ) from None
+        raise DependencyUnavailable("no free port for redis-server")
+
+    def _start_once(self, timeout: float) -> str:
         args = [
             str(redis_server_binary()),
             "--bind",
@@ -179,33 +199,67 @@ class EmbeddedRedis:
             args += ["--dir", str(self.datadir), "--appendonly", "yes"]
         else:
             args += ["--appendonly", "no"]
+        # Output goes to a file, not a pipe: nobody drains a pipe, and a full one blocks redis.
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            args, stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = (self.process.stderr.read() if self.process.stderr else b"").decode()
-                raise DependencyUnavailable(f"redis-server exited: {err.strip()[:500]}")
-            if port_open(self.host, self.port):
+                output = self._read_output()
+                self.stop()
+                if "Address already in use" in output:
+                    raise _PortTaken()
+                raise DependencyUnavailable(f"redis-server exited: {output[-500:]}")
+            if port_open(self.host, self.port) and self._answers():
                 return self.url
             time.sleep(0.05)
         self.stop()
         raise DependencyUnavailable("redis-server did not start in time")
 
+    def _answers(self) -> bool:
+        """Whether our process answers ``INFO server`` (raw RESP: one try, short timeout)."""
+        assert self.process is not None
+        data = b""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+                while (match := _PROCESS_ID.search(data)) is None and len(data) < 65_536:
+                    chunk = sock.recv(65_536)
+                    if not chunk:
+                        return False
+                    data += chunk
+        except OSError:
+            return False
+        return match is not None and int(match.group(1)) == self.process.pid
+
+    def _read_output(self) -> str:
+        if self._output is None:
+            return ""
+        self._output.seek(0)
+        return self._output.read().decode(errors="replace").strip()
+
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stderr:
-            self.process.stderr.close()
-        self.process = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.process = None
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+
+_PROCESS_ID = re.compile(rb"process_id:(\d+)\r\n")
+
+
+class _PortTaken(Exception):
+    pass
 
 
 # --------------------------------------------------------------------------- testcontainers
