@@ -90,7 +90,7 @@ async def test_missing_credentials_is_401_bearer(
 )
 async def test_bad_token_is_401_invalid_token(client: httpx.AsyncClient, token: str) -> None:
     for path in ("/me", "/maybe"):  # an invalid token is refused even where auth is optional
-        response = await client.get(path, headers={"Authorization": f"Bearer {token}".encode()})
+        response = await client.get(path, headers=[(b"authorization", f"Bearer {token}".encode())])
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
         assert response.json()["code"] == "invalid_token"

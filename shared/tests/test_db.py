@@ -144,16 +144,19 @@ async def test_unreachable_database_is_a_connection_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "change",
-    [{"database": "svckit_no_such_db"}, {"username": "svckit_no_such_role"}],
+    ("database", "username"),
+    [("svckit_no_such_db", None), (None, "svckit_no_such_role")],
     ids=["missing-database", "missing-role"],
 )
 async def test_missing_database_or_role_is_a_connection_error(
-    engine: AsyncEngine, change: dict[str, str]
+    engine: AsyncEngine, database: str | None, username: str | None
 ) -> None:
-    url = engine.url.set(**change).render_as_string(hide_password=False)
+    url = engine.url.set(
+        database=database or engine.url.database, username=username or engine.url.username
+    )
+    url_text = url.render_as_string(hide_password=False)
     with pytest.raises(DBAPIError) as caught:
-        await select_one(create_engine(url))
+        await select_one(create_engine(url_text))
     assert is_connection_error(caught.value)
 
 

@@ -59,7 +59,7 @@ async def test_sane_id_is_taken(app: FastAPI, incoming: str) -> None:
 )
 async def test_hostile_id_is_replaced(app: FastAPI, incoming: str) -> None:
     async with client_for(app) as client:
-        response = await client.get("/echo", headers={HEADER: incoming.encode("utf-8")})
+        response = await client.get("/echo", headers=[(HEADER.encode(), incoming.encode())])
     rid = response.headers[HEADER]
     assert rid != incoming
     assert GENERATED.match(rid)

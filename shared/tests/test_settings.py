@@ -88,7 +88,7 @@ def test_defaults() -> None:
 )
 def test_invalid_values_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
-        DemoSettings(**{field: value})
+        DemoSettings.model_validate({field: value})
 
 
 def test_settings_are_frozen() -> None:

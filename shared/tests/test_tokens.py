@@ -95,6 +95,10 @@ def _alg_none(ctx: Ctx, alg: str, signed: bool) -> str:
     return unsigned[:-1] + "." + real_signature
 
 
+def _alg_none_case(alg: str, signed: bool) -> Callable[[Ctx], str]:
+    return lambda ctx: _alg_none(ctx, alg, signed)
+
+
 def _flip_bit(ctx: Ctx) -> str:
     h, p, s = _segments(ctx.valid())
     raw = bytearray(_b64decode(s))
@@ -137,9 +141,7 @@ Case = Callable[[Ctx], str]
 REJECTED: dict[str, Case] = {
     # --- alg "none" in every spelling, with and without a signature
     **{
-        f"alg-{alg}-{'signed' if signed else 'unsigned'}": (
-            lambda ctx, alg=alg, signed=signed: _alg_none(ctx, alg, signed)
-        )
+        f"alg-{alg}-{'signed' if signed else 'unsigned'}": _alg_none_case(alg, signed)
         for alg in ("none", "None", "NONE", "nOnE")
         for signed in (False, True)
     },
