@@ -485,3 +485,33 @@ async def test_explicit_refresh_reports_success(
     jwks_server.status = 503
     assert await jwks_cache.refresh() is False
     assert jwks_cache.kids == {signing_key.kid}
+
+
+async def test_unusable_published_keys_verify_nothing(
+    jwks_server: JWKSServer,
+    jwks_cache: JWKSCache,
+    signing_key: SigningKey,
+    second_key: SigningKey,
+) -> None:
+    small = SigningKey.generate(bits=1024, kid="small")
+    with_private = {**json.loads(RSAAlgorithm.to_jwk(second_key.private_key)), "kid": "private"}
+    twin_of_signing = {**second_key.jwk(), "kid": signing_key.kid}
+    jwks_server.body = json.dumps(
+        {"keys": [small.jwk(), with_private, signing_key.jwk(), twin_of_signing, second_key.jwk()]}
+    ).encode()
+    verifier = verifier_for(jwks_cache)
+    assert (await verifier.verify(token(second_key))).subject == "1"
+    small_token = small.sign_raw(  # PyJWT itself warns about signing with 1024 bits
+        {"alg": "RS256", "typ": "at+jwt", "kid": small.kid},
+        access_claims(issuer=ISSUER, audience=AUDIENCE),
+    )
+    for rejected in (
+        small_token,
+        token(second_key, kid="private"),
+        token(signing_key),  # its kid is published twice: ambiguous, so unusable
+        token(second_key, kid=signing_key.kid),
+    ):
+        with pytest.raises(InvalidToken):
+            await verifier.verify(rejected)
+    assert jwks_cache.kids == {second_key.kid}
+    assert jwks_server.requests == 1
