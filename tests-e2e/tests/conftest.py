@@ -10,11 +10,13 @@ same launcher as ``make run`` (embedded PostgreSQL/Redis unless ``AUTH_DATABASE_
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from devstack.config import StackConfig
+from devstack.config import StackConfig, repo_root
 from devstack.stack import Stack
 from e2e.api import Client, Tokens, unique_username
 
@@ -56,19 +58,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack | None]:
+def stack() -> Iterator[Stack | None]:
     if os.environ.get("E2E_BASE_URL"):
         yield None
         return
+    # Inside the checkout, not the system temp dir: embedded PostgreSQL runs as its own
+    # user and must be able to reach its data folder.
+    data_dir = repo_root() / ".data" / "e2e" / uuid.uuid4().hex[:8]
     config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp("stack"),
+        data_dir,
         auth_database_url=os.environ.get("AUTH_DATABASE_URL") or None,
         items_database_url=os.environ.get("ITEMS_DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
         env=STACK_ENV,
     )
-    with Stack(config) as running:
-        yield running
+    try:
+        with Stack(config) as running:
+            yield running
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -218,6 +218,12 @@ class Stack:
             self._start_redis()
         elif name in SERVICES:
             self._start_service(name)
+            # Traefik's health check marks a restarted service up only on its next probe;
+            # until then it answers 503 "no available server". Ready means routed again.
+            for gateway, url in self._gateway_urls.items():
+                process = self._processes.get(gateway)
+                if process is not None and process.running():
+                    self._wait_gateway(gateway, url, process)
         elif name in self._gateway_urls:
             process = self._processes[name]
             process.start()
