@@ -61,3 +61,31 @@ async def test_healthz_through_the_full_stack(app: FastAPI) -> None:
         response = await client.get("/healthz")
     assert response.json() == {"status": "ok"}
     assert response.headers["X-Request-ID"]
+
+
+async def test_redis_connection_errors_are_503_in_the_envelope() -> None:
+    import httpx
+    import redis.asyncio as redis_asyncio
+    from fastapi import FastAPI
+
+    from svckit.app import install_common
+    from svckit.testing.servers import free_port
+
+    app = FastAPI()
+    install_common(app, service="t", readiness_checks=dict)
+
+    @app.get("/needs-redis")
+    async def needs_redis() -> dict[str, str]:
+        client = redis_asyncio.Redis(port=free_port(), socket_connect_timeout=0.5)
+        try:
+            await client.get("k")
+        finally:
+            await client.aclose()
+        return {}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/needs-redis")
+    assert response.status_code == 503
+    assert response.json()["code"] == "dependency_unavailable"
+    assert response.headers["x-request-id"]
