@@ -20,11 +20,12 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from svckit.settings import asyncpg_url
-from svckit.testing.servers import libpq_url, with_database
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from auth_service import migrator
 from auth_service.app import create_app
@@ -32,6 +33,8 @@ from auth_service.db import Database
 from auth_service.keys import store
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
+from svckit.settings import asyncpg_url
+from svckit.testing.servers import libpq_url, with_database
 
 PASSWORD = "Corr3ct-Horse!"
 
@@ -189,7 +192,7 @@ def app_context(
 
     @asynccontextmanager
     async def run(
-        *, use_database: Database | None | bool = True, app_clock: Any = None, **overrides: Any
+        *, use_database: Database | bool | None = True, app_clock: Any = None, **overrides: Any
     ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
         settings = make_settings(**overrides)
         db = database if use_database is True else (use_database or None)

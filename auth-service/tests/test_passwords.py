@@ -57,7 +57,8 @@ async def test_legacy_bcrypt_hash_verifies_and_is_upgraded(hasher):
     legacy = bcrypt.hashpw(b"Old-Passw0rd!", bcrypt.gensalt(4)).decode()
     result = await hasher.verify("Old-Passw0rd!", legacy)
     assert result.ok
-    assert result.new_hash is not None and result.new_hash.startswith("$bcrypt-sha256$")
+    assert result.new_hash is not None
+    assert result.new_hash.startswith("$bcrypt-sha256$")
     assert (await hasher.verify("Old-Passw0rd!", result.new_hash)).ok
     assert not (await hasher.verify("wrong", legacy)).ok
 
@@ -91,7 +92,8 @@ async def test_no_stored_hash_runs_a_dummy_verification(hasher):
     hasher._verify_and_update = spy
     result = await hasher.verify("whatever", None)
     assert not result.ok
-    assert len(calls) == 1 and calls[0].startswith("$bcrypt-sha256$")
+    assert len(calls) == 1
+    assert calls[0].startswith("$bcrypt-sha256$")
 
 
 async def test_hashing_runs_off_the_event_loop():

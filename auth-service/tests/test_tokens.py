@@ -16,7 +16,15 @@ async def test_claims(client, runtime):
     body = await login(client, user["username"])
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert set(claims) == {
-        "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "preferred_username", "roles",
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "preferred_username",
+        "roles",
     }
     assert claims["iss"] == runtime.settings.issuer
     assert claims["sub"] == str(user["id"])
@@ -31,8 +39,10 @@ async def test_claims(client, runtime):
 async def test_every_token_has_its_own_jti(client):
     user = await register(client)
     jtis = {
-        jwt.decode((await login(client, user["username"]))["access_token"],
-                   options={"verify_signature": False})["jti"]
+        jwt.decode(
+            (await login(client, user["username"]))["access_token"],
+            options={"verify_signature": False},
+        )["jti"]
         for _ in range(3)
     }
     assert len(jtis) == 3

@@ -39,7 +39,10 @@ async def test_an_issued_token_verifies_with_the_published_key(client, runtime):
 
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(
-        token, keys[header["kid"]], algorithms=["RS256"], audience="api",
+        token,
+        keys[header["kid"]],
+        algorithms=["RS256"],
+        audience="api",
         issuer=runtime.settings.issuer,
     )
     assert claims["sub"] == str(user["id"])

@@ -3,13 +3,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from svckit.testing.servers import free_port
-from svckit.tokens import KeysUnavailable
-
 from auth_service.db import Database
 from auth_service.keys import store
 from auth_service.keys.ring import KeyRing
 from auth_service.models import SigningKey
+from svckit.testing.servers import free_port
+from svckit.tokens import KeysUnavailable
 
 from ..conftest import FakeClock
 
@@ -143,7 +142,10 @@ async def test_an_encrypted_key_without_the_passphrase_fails_startup(database):
     async with database.transaction() as session:
         await session.execute(SigningKey.__table__.delete())
         await store.create_key(
-            session, bits=2048, passphrase=b"a-long-and-random-passphrase-1", now=now,
+            session,
+            bits=2048,
+            passphrase=b"a-long-and-random-passphrase-1",
+            now=now,
             activates_at=now,
         )
     with pytest.raises(KeyMaterialError):

@@ -7,11 +7,10 @@ import jwt
 import pytest
 from sqlalchemy import select
 
-from svckit.jwks import parse_jwks
-
 from auth_service import maintenance
 from auth_service.keys import store
 from auth_service.models import SigningKey
+from svckit.jwks import parse_jwks
 
 from ..conftest import FakeClock
 from ..helpers import bearer, login, register
@@ -86,5 +85,6 @@ async def test_rotation_sequence(app_context, clock, database):
         await maintenance.run_once(database, retention=runtime.keyring.retention, clock=clock)
         async with database.transaction() as session:
             row = await session.scalar(select(SigningKey).where(SigningKey.kid == old_kid))
-        assert row is not None and row.retired_at is not None
+        assert row is not None
+        assert row.retired_at is not None
         assert row.private_key_pem is None

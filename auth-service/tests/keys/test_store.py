@@ -16,7 +16,8 @@ async def test_private_keys_are_encrypted_at_rest_with_a_passphrase(database):
             session, bits=2048, passphrase=PASSPHRASE, now=now, activates_at=now
         )
         row = await session.scalar(select(SigningKey).where(SigningKey.kid == key.kid))
-    assert row is not None and row.private_key_pem is not None
+    assert row is not None
+    assert row.private_key_pem is not None
     assert row.encrypted
     assert row.private_key_pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     loaded = material.load_private_key(row.private_key_pem, PASSPHRASE, encrypted=True)
