@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from devstack.bench.command import add_parser as add_bench_parser
 from devstack.config import StackConfig
 from devstack.errors import StackError
 from devstack.stack import Stack
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir", type=Path, help="data folder (default DEVSTACK_DATA_DIR or .data/stack)"
     )
+    add_bench_parser(commands)
     return parser
 
 
@@ -86,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(args)
+        if args.command == "bench":
+            from devstack.bench.command import run as bench
+
+            return bench(args)
     except (StackError, ValueError) as exc:
         _say(f"error: {exc}")
         return 1

@@ -1,0 +1,411 @@
+"""The benchmark run: start the stack, seed it, drive the scenarios with wrk, grow the data.
+
+Scenarios run in rounds: every round runs each scenario once, in the same order, and the
+report takes the median of the rounds. Interleaving keeps slow drifts of a noisy machine
+(another tenant, a warming cache) from landing on one scenario only, so paths measured in
+one run can be compared with each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from devstack.bench import probes
+from devstack.bench.errors import BenchError
+from devstack.bench.options import BenchOptions
+from devstack.bench.seed import Seeded, load_growth_set, postgres_version, seed_through_api
+from devstack.bench.wrk import Workload, Wrk, WrkResult, ensure_wrk, wrk_version
+from devstack.config import StackConfig
+from devstack.stack import AUTH, ITEMS, Stack
+
+Reporter = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    number: str
+    title: str
+    via: str  # "gateway" or "direct"
+    workload: Workload
+    connections: int
+    kind: str = "throughput"  # or "latency" (one connection)
+
+
+@dataclass
+class Recorder:
+    """Raw results, per scenario key: one entry per round."""
+
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, key: str, entry: dict[str, Any]) -> None:
+        self.runs.setdefault(key, []).append(entry)
+
+
+class BenchRun:
+    def __init__(self, options: BenchOptions, stack: Stack, wrk: Wrk, report: Reporter) -> None:
+        self.options = options
+        self.stack = stack
+        self.wrk = wrk
+        self.say = report
+        self.recorder = Recorder()
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ probes
+
+    def workers(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for service in (AUTH, ITEMS):
+            master = self.stack.pid(service)
+            if master is None:
+                raise BenchError(f"{service} is not running")
+            out[service] = probes.worker_pids(master)
+        return out
+
+    def rss(self) -> dict[str, list[float]]:
+        return {
+            service: [round(probes.rss_mb(pid) or 0.0, 1) for pid in pids]
+            for service, pids in self.workers().items()
+        }
+
+    def settle(self) -> None:
+        """Wait until the stack's own processes are idle again (bounded)."""
+        pids = [pid for pids in self.workers().values() for pid in pids]
+        gateway = self.stack.pid("gateway")
+        probes.wait_idle(
+            [*pids, *([gateway] if gateway else [])], timeout=self.options.settle_timeout
+        )
+
+    def jwks_fetches(self) -> dict[int, int]:
+        return probes.jwks_fetches(self.stack.items_url, self.workers()[ITEMS])
+
+    def _base(self, via: str) -> str:
+        return self.stack.base_url if via == "gateway" else self.stack.items_url
+
+    # ------------------------------------------------------------------ scenarios
+
+    def scenarios(self, seeded: Seeded) -> list[Scenario]:
+        c = self.options.connections
+        read = Workload("get_item", "/items/", ids=seeded.item_ids, tokens=seeded.tokens)
+        return [
+            Scenario("list20", "1", "GET /items/?limit=20, anonymous", "gateway",
+                     Workload("get", "/items/?limit=20"), c),
+            Scenario("list100", "2", "GET /items/?limit=100, anonymous", "gateway",
+                     Workload("get", "/items/?limit=100"), c),
+            Scenario("read", "3", "GET /items/{id}, bearer token", "gateway", read, c),
+            Scenario("create", "4", "POST /items/, bearer token", "gateway",
+                     Workload("create_item", "/items/", tokens=seeded.tokens), c),
+            Scenario("read_direct", "7", "GET /items/{id}, bearer token, items-service direct",
+                     "direct", read, c),
+            Scenario("latency_gateway", "7", "GET /items/{id}, one connection, via the gateway",
+                     "gateway", read, 1, kind="latency"),
+            Scenario("latency_direct", "7", "GET /items/{id}, one connection, items-service "
+                     "direct", "direct", read, 1, kind="latency"),
+        ]  # fmt: skip
+
+    def login_workload(self, seeded: Seeded) -> Workload:
+        return Workload(
+            "login", "/auth/token", users=[(u.username, u.password) for u in seeded.users]
+        )
+
+    def _measure(
+        self, key: str, run: Callable[[], dict[str, WrkResult]], round_no: int
+    ) -> dict[str, WrkResult]:
+        self.settle()
+        jwks_before = self.jwks_fetches()
+        results = run()
+        jwks_after = self.jwks_fetches()
+        rss = self.rss()
+        fetched = sum(jwks_after.get(pid, 0) - jwks_before.get(pid, 0) for pid in jwks_after)
+        for name, result in results.items():
+            self.recorder.add(
+                name,
+                {
+                    "round": round_no,
+                    **result.as_dict(),
+                    "rss_mb": rss,
+                    "jwks_fetches": fetched,
+                },
+            )
+            self.say(
+                f"  {name:<16} {result.rps:8.1f} req/s  p50 {result.latency_ms['p50']:7.2f} ms"
+                f"  p99 {result.latency_ms['p99']:8.2f} ms  errors {result.errors}"
+                f"  non-2xx {result.non_2xx}"
+            )
+        return results
+
+    def _wrk(self, scenario: Scenario, duration: float, *, name: str) -> WrkResult:
+        return self.wrk.run(
+            self._base(scenario.via),
+            scenario.workload,
+            name=name,
+            connections=scenario.connections,
+            duration=duration,
+            timeout=self.options.timeout,
+        )
+
+    def run_rounds(self, seeded: Seeded) -> None:
+        options = self.options
+        scenarios = self.scenarios(seeded)
+        login = self.login_workload(seeded)
+        read = next(s for s in scenarios if s.key == "read")
+        for round_no in range(1, options.repeats + 1):
+            self.say(f"round {round_no}/{options.repeats}")
+            for scenario in scenarios:
+                duration = (
+                    options.latency_duration if scenario.kind == "latency" else options.duration
+                )
+                if options.warmup:
+                    self._wrk(scenario, options.warmup, name=f"{scenario.key}-warmup")
+
+                def solo(s: Scenario = scenario, d: float = duration) -> dict[str, WrkResult]:
+                    return {s.key: self._wrk(s, d, name=s.key)}
+
+                self._measure(scenario.key, solo, round_no)
+
+            def logins() -> dict[str, WrkResult]:
+                return {"login": self._login(login, options.login_duration, name="login")}
+
+            self._measure("login", logins, round_no)
+
+            def mixed() -> dict[str, WrkResult]:
+                flood = self.wrk.start(
+                    self.stack.base_url,
+                    login,
+                    name="mixed-login",
+                    connections=options.connections,
+                    duration=options.login_duration,
+                    timeout=options.login_timeout,
+                )
+                reads = self._wrk(read, options.login_duration, name="mixed-read")
+                return {
+                    "mixed_read": reads,
+                    "mixed_login": flood.result(
+                        timeout=options.login_duration + options.login_timeout + 30
+                    ),
+                }
+
+            self._measure("mixed", mixed, round_no)
+
+    def _login(self, workload: Workload, duration: float, *, name: str) -> WrkResult:
+        return self.wrk.run(
+            self.stack.base_url,
+            workload,
+            name=name,
+            connections=self.options.connections,
+            duration=duration,
+            timeout=self.options.login_timeout,
+        )
+
+    # ------------------------------------------------------------------ growth
+
+    def run_growth(self, seeded: Seeded) -> list[dict[str, Any]]:
+        options = self.options
+        heavy = seeded.users[0]
+        others = [u.id for u in seeded.users[1:]]
+        database_url = self.stack.items_database_url
+        assert database_url is not None
+        out = []
+        for size in options.growth_sizes:
+            self.say(f"growth: loading {size:,} items")
+            self.settle()
+            loaded = load_growth_set(database_url, size=size, heavy_user=heavy.id, others=others)
+            total = httpx.get(f"{self.stack.base_url}/items/", params={"limit": 1}, timeout=30)
+            if total.headers.get("x-total-count") != str(size):
+                raise BenchError(
+                    f"after loading {size} items X-Total-Count is "
+                    f"{total.headers.get('x-total-count')!r}: the counters are inconsistent"
+                )
+            deep = int(size * 0.9)
+            heavy_deep = loaded.stride * int(loaded.heavy_items * 0.9)
+            bearer = [heavy.token]
+            paths = {
+                "first_page": Workload("get", "/items/?limit=20"),
+                "keyset_deep": Workload("get", f"/items/?after={deep}&limit=20"),
+                "offset_deep": Workload("get", f"/items/?skip={deep}&limit=20"),
+                "my_items_first": Workload("get", "/items/my-items?limit=20", tokens=bearer),
+                "my_items_keyset_deep": Workload(
+                    "get", f"/items/my-items?after={heavy_deep}&limit=20", tokens=bearer
+                ),
+            }
+            runs: dict[str, dict[str, list[WrkResult]]] = {
+                k: {"c1": [], f"c{options.connections}": []} for k in paths
+            }
+            for _ in range(options.growth_repeats):
+                for key, workload in paths.items():
+                    for connections in (1, options.connections):
+                        self.settle()
+                        runs[key][f"c{connections}"].append(
+                            self.wrk.run(
+                                self.stack.base_url,
+                                workload,
+                                name=f"growth-{size}-{key}-c{connections}",
+                                connections=connections,
+                                duration=options.growth_duration,
+                                timeout=15.0,
+                            )
+                        )
+            entry: dict[str, Any] = {
+                "size": size,
+                "heavy_user_items": loaded.heavy_items,
+                "load_seconds": round(loaded.load_seconds, 1),
+                "paths": {
+                    key: {
+                        "path": workload.path,
+                        **{mode: summarise_results(results) for mode, results in runs[key].items()},
+                    }
+                    for key, workload in paths.items()
+                },
+            }
+            for key, data in entry["paths"].items():
+                self.say(
+                    f"  {size:>9,} {key:<22} c1 p50 {data['c1']['p50_ms']:8.2f} ms   "
+                    f"c{options.connections} {data[f'c{options.connections}']['rps']:8.1f} req/s"
+                )
+            out.append(entry)
+        return out
+
+
+def _median(values: Iterable[float]) -> float:
+    data = list(values)
+    return round(statistics.median(data), 3) if data else 0.0
+
+
+def summarise_results(results: Sequence[WrkResult]) -> dict[str, Any]:
+    return summarise([r.as_dict() for r in results])
+
+
+def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Medians of the rounds for rates and latencies; sums for everything that went wrong."""
+    return {
+        "rounds": len(runs),
+        "rps": _median(r["rps"] for r in runs),
+        "ok_rps": _median(r["ok_rps"] for r in runs),
+        "p50_ms": _median(r["p50_ms"] for r in runs),
+        "p90_ms": _median(r["p90_ms"] for r in runs),
+        "p99_ms": _median(r["p99_ms"] for r in runs),
+        "max_ms": max((r["max_ms"] for r in runs), default=0.0),
+        "requests": sum(r["requests"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "timeouts": sum(r["timeouts"] for r in runs),
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "statuses": _sum_statuses(r["statuses"] for r in runs),
+    }
+
+
+def _sum_statuses(items: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for statuses in items:
+        for k, v in statuses.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]:
+    """Run the whole benchmark and return its results (see report.py for the shape)."""
+    wrk_binary = ensure_wrk()
+    if options.data_dir.exists():
+        shutil.rmtree(options.data_dir)  # a fresh database and logs for every run
+    options.data_dir.mkdir(parents=True)
+    wrk = Wrk(wrk_binary, options.data_dir / "wrk")
+    env = options.stack_env()
+    config = StackConfig.ephemeral(options.data_dir / "stack", workers=options.workers, env=env)
+    report(f"starting the stack in {config.data_dir} ({options.workers} workers per service)")
+    wall_started = time.time()
+    with Stack(config, report=lambda m: report(f"  {m}")) as stack:
+        run = BenchRun(options, stack, wrk, report)
+        report(f"seeding {options.users} users and {options.items} items through the gateway")
+        seed_started = time.monotonic()
+        seeded = seed_through_api(
+            stack.base_url, run_id=uuid.uuid4().hex[:6], users=options.users, items=options.items
+        )
+        seed_seconds = time.monotonic() - seed_started
+        run.settle()
+        verify_seconds = probes.bcrypt_verify_seconds(int(env["AUTH_BCRYPT_ROUNDS"]))
+        report(f"bcrypt verify: {verify_seconds * 1000:.0f} ms")
+        run.run_rounds(seeded)
+        rss_after_scenarios = run.rss()
+        jwks_after_scenarios = run.jwks_fetches()
+        scenario_elapsed = time.monotonic() - run.started
+        growth = run.run_growth(seeded) if options.growth_sizes else []
+        jwks_final = run.jwks_fetches()
+        rss_after_growth = run.rss()
+        elapsed = time.monotonic() - run.started
+        assert stack.items_database_url is not None
+        machine = probes.machine_info(
+            traefik=config.bin_dir / "traefik",
+            wrk=wrk_version(wrk_binary),
+            postgres=postgres_version(stack.items_database_url),
+        )
+        effective = stack.env()
+    cores = os.cpu_count() or 1
+    max_age = int(effective.get("AUTH_JWKS_MAX_AGE_SECONDS") or 300)
+    results: dict[str, Any] = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_started)),
+        "mode": "smoke" if options.smoke else "full",
+        "machine": machine,
+        "config": {
+            "workers_per_service": options.workers,
+            "connections": options.connections,
+            "duration_s": options.duration,
+            "login_duration_s": options.login_duration,
+            "latency_duration_s": options.latency_duration,
+            "warmup_s": options.warmup,
+            "rounds": options.repeats,
+            "wrk_timeout_s": options.timeout,
+            "wrk_login_timeout_s": options.login_timeout,
+            "users": options.users,
+            "seed_items": options.items,
+            "seed_seconds": round(seed_seconds, 1),
+            "growth_sizes": list(options.growth_sizes),
+            "growth_duration_s": options.growth_duration,
+            "growth_rounds": options.growth_repeats,
+            "env": {
+                k: effective.get(k, "")
+                for k in sorted(
+                    {
+                        *env,
+                        "AUTH_HASHING_CONCURRENCY",
+                        "AUTH_HASHING_QUEUE_TIMEOUT_SECONDS",
+                        "AUTH_JWKS_MAX_AGE_SECONDS",
+                        "AUTH_LOG_LEVEL",
+                        "ITEMS_LOG_LEVEL",
+                        "AUTH_ACCESS_LOG",
+                        "ITEMS_ACCESS_LOG",
+                        "ITEMS_DB_POOL_SIZE",
+                        "AUTH_DB_POOL_SIZE",
+                    }
+                )
+                if not k.endswith(("PASSWORD", "PASSPHRASE"))
+            },
+        },
+        "calibration": {
+            "cores": cores,
+            "bcrypt_verify_ms": round(verify_seconds * 1000, 1),
+            "hashing_limit_rps": round(cores / verify_seconds, 2),
+        },
+        "scenarios": {
+            key: {"runs": runs, **summarise(runs)} for key, runs in run.recorder.runs.items()
+        },
+        "memory": {"after_scenarios_mb": rss_after_scenarios, "after_growth_mb": rss_after_growth},
+        "jwks": {
+            "max_age_s": max_age,
+            "elapsed_s": round(elapsed, 1),
+            "scenario_elapsed_s": round(scenario_elapsed, 1),
+            "fetches_per_worker_after_scenarios": {
+                str(k): v for k, v in jwks_after_scenarios.items()
+            },
+            "fetches_per_worker": {str(k): v for k, v in jwks_final.items()},
+        },
+        "growth": growth,
+    }  # fmt: skip
+    return results

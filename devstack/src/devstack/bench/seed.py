@@ -1,0 +1,183 @@
+"""Benchmark data: scenario data through the public API, growth data bulk-loaded in SQL.
+
+The scenario data (users, their tokens, items) is created the way clients create it: through
+the gateway, ``POST /auth/register``, ``POST /auth/token``, ``POST /items/``. The growth
+datasets (10k to 1M items) would take hours that way, so they are written straight into the
+items database with one ``INSERT ... SELECT generate_series`` each, and the counter shards
+that ``X-Total-Count`` reads (items_service.models) are rebuilt from the table in the same
+transaction, so the service sees exactly what the API would have produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import asyncpg
+import httpx
+
+from devstack.bench.errors import BenchError
+from items_service.models import COUNTER_SHARDS
+from svckit.testing.servers import libpq_url
+
+T = TypeVar("T")
+
+PASSWORD = "Bench!Passw0rd-{n}"  # noqa: S105 - throwaway accounts of a local run
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    password: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Seeded:
+    users: list[User]
+    item_ids: list[int]
+
+    @property
+    def tokens(self) -> list[str]:
+        return [u.token for u in self.users]
+
+
+async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    slots = asyncio.Semaphore(limit)
+
+    async def run(job: Callable[[], Awaitable[T]]) -> T:
+        async with slots:
+            return await job()
+
+    return await asyncio.gather(*(run(job) for job in jobs))
+
+
+def _check(response: httpx.Response, what: str) -> httpx.Response:
+    if response.status_code != 200:
+        raise BenchError(
+            f"seeding failed: {what} answered {response.status_code}: {response.text[:300]}"
+        )
+    return response
+
+
+async def _seed(base_url: str, run_id: str, users: int, items: int) -> Seeded:
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+
+        async def register(n: int) -> tuple[int, str, str]:
+            username = f"bench_{run_id}_{n}"
+            password = PASSWORD.format(n=n)
+            body = {
+                "username": username,
+                "email": f"{username}@bench.example.org",
+                "password": password,
+                "full_name": f"Bench user {n}",
+            }
+            data = _check(await client.post("/auth/register", json=body), "register").json()
+            return int(data["id"]), username, password
+
+        async def login(account: tuple[int, str, str]) -> User:
+            user_id, username, password = account
+            form = {"grant_type": "password", "username": username, "password": password}
+            data = _check(await client.post("/auth/token", data=form), "login").json()
+            return User(user_id, username, password, data["access_token"])
+
+        # bcrypt at cost 12 dominates; a few at a time keeps the hashing queue short.
+        accounts = await _bounded(4, [functools.partial(register, n) for n in range(users)])
+        seeded = await _bounded(4, [functools.partial(login, a) for a in accounts])
+
+        async def create(n: int) -> int:
+            user = seeded[n % len(seeded)]
+            body = {"title": f"Seed item {n}", "description": "Seeded through the gateway"}
+            headers = {"Authorization": f"Bearer {user.token}"}
+            response = await client.post("/items/", json=body, headers=headers)
+            return int(_check(response, "create item").json()["id"])
+
+        item_ids = await _bounded(16, [functools.partial(create, n) for n in range(items)])
+    return Seeded(seeded, sorted(item_ids))
+
+
+def seed_through_api(base_url: str, *, run_id: str, users: int, items: int) -> Seeded:
+    """Register ``users`` users, log each in, create ``items`` items, all via the gateway."""
+    return asyncio.run(_seed(base_url, run_id, users, items))
+
+
+# --------------------------------------------------------------------------- growth data
+
+_LOAD = """
+INSERT INTO items (title, description, owner_id)
+SELECT 'Bulk item ' || g,
+       'Bulk-loaded for the growth benchmark',
+       CASE WHEN g % $2::bigint = 0 THEN $3::bigint
+            ELSE ($4::bigint[])[1 + g % cardinality($4::bigint[])] END
+FROM generate_series(1, $1::bigint) AS g
+"""
+
+_REBUILD_TOTALS = f"""
+INSERT INTO item_count_shards (shard, count)
+SELECT id % {COUNTER_SHARDS}, count(*) FROM items GROUP BY 1
+"""  # noqa: S608 - a module constant
+
+_REBUILD_OWNED = f"""
+INSERT INTO owner_item_counts (owner_id, shard, count)
+SELECT owner_id, id % {COUNTER_SHARDS}, count(*) FROM items GROUP BY 1, 2
+"""  # noqa: S608
+
+
+@dataclass(frozen=True)
+class GrowthSet:
+    size: int
+    heavy_user: int
+    heavy_items: int
+    # The heavy user owns the items whose id is a multiple of this.
+    stride: int
+    load_seconds: float
+
+
+async def _load(url: str, size: int, heavy_user: int, others: Sequence[int]) -> GrowthSet:
+    heavy_items = min(10_000, size)
+    stride = size // heavy_items
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    conn = await asyncpg.connect(libpq_url(url), timeout=10)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "TRUNCATE items, item_count_shards, owner_item_counts RESTART IDENTITY"
+            )
+            await conn.execute(_LOAD, size, stride, heavy_user, list(others) or [heavy_user])
+            await conn.execute(_REBUILD_TOTALS)
+            await conn.execute(_REBUILD_OWNED)
+        # Outside the transaction: a table that was just written is vacuumed and analysed
+        # before it is read, as autovacuum would have done by the time it got that big.
+        await conn.execute("VACUUM ANALYZE items, item_count_shards, owner_item_counts")
+    finally:
+        await conn.close()
+    return GrowthSet(size, heavy_user, heavy_items, stride, loop.time() - started)
+
+
+def load_growth_set(
+    items_database_url: str, *, size: int, heavy_user: int, others: Sequence[int]
+) -> GrowthSet:
+    """Replace every item with ``size`` bulk-loaded ones (ids 1..size).
+
+    ``heavy_user`` owns ``min(10_000, size)`` of them, spread evenly over the id range; the
+    rest belong to ``others`` in turn.
+    """
+    return asyncio.run(_load(items_database_url, size, heavy_user, others))
+
+
+async def _server_version(url: str) -> str:
+    conn = await asyncpg.connect(libpq_url(url), timeout=10)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def postgres_version(url: str) -> str:
+    return asyncio.run(_server_version(url))
