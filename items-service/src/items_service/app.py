@@ -15,6 +15,7 @@ from items_service.auth import CachingTokenVerifier, DeletedUsers
 from items_service.db import Database
 from items_service.events import UserEventsConsumer
 from items_service.items.router import router as items_router
+from items_service.metrics import JWKSCollector
 from items_service.settings import Settings
 from svckit.app import install_common
 from svckit.health import Check
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             timeout=settings.jwks_timeout_seconds,
             headers=outgoing_headers,
         )
+        jwks_collector = JWKSCollector(jwks)
+        app.state.metrics.registry.register(jwks_collector)
         deleted_users = DeletedUsers()
         app.state.settings = settings
         app.state.db = db
@@ -109,6 +112,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                 await redis.aclose()
             await jwks.aclose()
             await db.close()
+            app.state.metrics.registry.unregister(jwks_collector)
 
     app = FastAPI(
         title="items-service",

@@ -23,6 +23,8 @@ from svckit.tokens import AccessClaims, InvalidToken, KeySource, TokenVerifier
 
 logger = logging.getLogger("items_service.auth")
 
+BIGINT_MAX = 2**63 - 1
+
 
 class DeletedUsers:
     """Ids of deleted users, held in memory so the per-request check is a set lookup.
@@ -120,6 +122,8 @@ class CachingTokenVerifier(TokenVerifier):
         if claims is None:
             self.misses += 1
             claims = await super().verify(token)
+            if claims.user_id > BIGINT_MAX:  # svckit allows 19 digits; user ids are bigints
+                raise InvalidToken("sub is out of range")
             await self._remember(token, claims)
         else:
             self.hits += 1

@@ -1,0 +1,420 @@
+"""The user-events consumer against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from conftest import Tokens, make_settings, serve
+
+from items_service.auth import DeletedUsers
+from items_service.db import Database
+from items_service.events import (
+    PoisonMessage,
+    UserDeletedEvent,
+    UserEventsConsumer,
+    apply_user_deleted,
+    parse_event,
+)
+from items_service.items import service
+from items_service.items.schemas import ItemCreate
+from items_service.settings import Settings
+from svckit.testing.keys import JWKSServer
+from svckit.testing.servers import EmbeddedRedis
+
+GROUP = "items-service"
+
+
+def user_deleted(user_id: int | str, event_id: str | None = None, **extra: str) -> dict[str, str]:
+    return {
+        "type": "user.deleted",
+        "user_id": str(user_id),
+        "event_id": event_id or uuid.uuid4().hex,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        **extra,
+    }
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"user-events-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, protocol=2)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = await Database.open(settings)
+    yield database
+    await database.close()
+
+
+ConsumerFactory = Callable[..., UserEventsConsumer]
+
+
+@pytest.fixture
+async def consumers(
+    redis: aioredis.Redis, db: Database, stream: str
+) -> AsyncIterator[tuple[ConsumerFactory, list[asyncio.Task[None]]]]:
+    tasks: list[asyncio.Task[None]] = []
+
+    def make(**overrides: Any) -> UserEventsConsumer:
+        options: dict[str, Any] = {
+            "stream": stream,
+            "group": GROUP,
+            "dead_stream": f"{stream}:dead",
+            "consumer": f"test-{uuid.uuid4().hex[:6]}",
+            "block_seconds": 0.05,
+            "claim_idle_seconds": 60,
+            "backoff_max_seconds": 0.1,
+        }
+        options.update(overrides)
+        client = options.pop("redis", redis)
+        return UserEventsConsumer(client, db, DeletedUsers(), **options)
+
+    yield make, tasks
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def start(
+    consumers: tuple[ConsumerFactory, list[asyncio.Task[None]]], **overrides: Any
+) -> UserEventsConsumer:
+    make, tasks = consumers
+    consumer = make(**overrides)
+    tasks.append(asyncio.create_task(consumer.run()))
+    return consumer
+
+
+async def make_items(db: Database, owner: int, count: int) -> list[int]:
+    return [
+        (await service.create_item(db, ItemCreate(title=f"t{i}"), owner))["id"]
+        for i in range(count)
+    ]
+
+
+async def count_items(sql: asyncpg.Connection, owner: int | None = None) -> int:
+    if owner is None:
+        value: int = await sql.fetchval("SELECT count(*) FROM items")
+    else:
+        value = await sql.fetchval("SELECT count(*) FROM items WHERE owner_id = $1", owner)
+    return value
+
+
+async def pending(redis: aioredis.Redis, stream: str) -> int:
+    info = await redis.xpending(stream, GROUP)
+    return int(info["pending"])
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def test_parse_event() -> None:
+    event_id = uuid.uuid4()
+    fields = {
+        b"type": b"user.deleted",
+        b"user_id": b"42",
+        b"event_id": event_id.hex.encode(),
+        b"occurred_at": b"2026-01-02T03:04:05Z",
+    }
+    assert parse_event(fields) == UserDeletedEvent(
+        event_id, 42, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
+    assert parse_event({**fields, b"type": b"user.renamed"}) is None
+    naive = parse_event({**fields, b"occurred_at": b"2026-01-02T03:04:05"})
+    assert naive is not None
+    assert naive.occurred_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {b"user_id": b"1"},
+        {b"type": b"user.deleted", b"event_id": uuid.uuid4().hex.encode()},
+        {b"type": b"user.deleted", b"user_id": b"abc", b"event_id": uuid.uuid4().hex.encode()},
+        {b"type": b"user.deleted", b"user_id": b"-1", b"event_id": uuid.uuid4().hex.encode()},
+        {b"type": b"user.deleted", b"user_id": b"9" * 19, b"event_id": uuid.uuid4().hex.encode()},
+        {b"type": b"user.deleted", b"user_id": "١".encode(), b"event_id": uuid.uuid4().hex.encode()},
+        {b"type": b"user.deleted", b"user_id": b"1", b"event_id": b"nope"},
+        {b"type": b"user.deleted", b"user_id": b"1"},
+        {b"type": b"\xff\xfe", b"user_id": b"1"},
+        {b"type": b"user.deleted", b"user_id": b"1", b"event_id": uuid.uuid4().hex.encode(),
+         b"occurred_at": b"yesterday"},
+    ],
+)
+def test_parse_event_rejects_poison(fields: dict[bytes, bytes]) -> None:
+    with pytest.raises(PoisonMessage):
+        parse_event(fields)
+
+
+# ---------------------------------------------------------------------- the service
+
+
+async def test_event_deletes_the_users_items_and_refuses_their_tokens(
+    redis: aioredis.Redis,
+    database_url: str,
+    jwks_server: JWKSServer,
+    redis_url: str,
+    stream: str,
+    tokens: Tokens,
+    sql: asyncpg.Connection,
+) -> None:
+    settings = make_settings(
+        database_url,
+        jwks_server.url,
+        events_enabled=True,
+        redis_url=redis_url,
+        events_stream=stream,
+        events_dead_stream=f"{stream}:dead",
+        events_block_seconds=0.1,
+    )
+    async with serve(settings) as (_app, client):
+        for owner in (1, 1, 1, 2):
+            response = await client.post("/items/", json={"title": "t"}, headers=tokens.headers(owner))
+            assert response.status_code == 200
+        headers = tokens.headers(1)
+        assert (await client.get("/items/my-items", headers=headers)).status_code == 200
+
+        await redis.xadd(stream, user_deleted(1))
+
+        async def gone() -> bool:
+            return await count_items(sql, 1) == 0
+
+        await eventually(gone)
+        await eventually(lambda: _no_pending(redis, stream))
+        assert await count_items(sql, 2) == 1
+        listed = await client.get("/items/")
+        assert listed.headers["x-total-count"] == "1"
+        assert [item["owner_id"] for item in listed.json()] == [2]
+        # The deleted user's still-unexpired token is refused from now on.
+        refused = await client.get("/items/my-items", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+        assert (await client.post("/items/", json={"title": "t"}, headers=headers)).status_code == 401
+        assert await sql.fetchval("SELECT count(*) FROM deleted_users WHERE user_id = 1") == 1
+
+
+async def _no_pending(redis: aioredis.Redis, stream: str) -> bool:
+    return await pending(redis, stream) == 0
+
+
+# ---------------------------------------------------------------------- the consumer
+
+
+async def test_duplicate_delivery_deletes_once_and_does_not_fail(
+    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+) -> None:
+    await make_items(db, 7, 3)
+    event = user_deleted(7)
+    await redis.xadd(stream, event)
+    await redis.xadd(stream, event)  # the relay delivered it twice
+    consumer = start(consumers)
+    await eventually(lambda: _handled(consumer, 2))
+    assert await count_items(sql, 7) == 0
+    assert consumer.dead_lettered == 0
+    assert await pending(redis, stream) == 0
+    assert await sql.fetchval("SELECT count(*) FROM deleted_users") == 1
+    assert await sql.fetchval("SELECT sum(count) FROM item_count_shards") == 0
+    # Applying it yet again is a no-op.
+    parsed = parse_event({k.encode(): v.encode() for k, v in event.items()})
+    assert parsed is not None
+    assert await apply_user_deleted(db, parsed) == 0
+
+
+async def _handled(consumer: UserEventsConsumer, count: int) -> bool:
+    return consumer.handled >= count
+
+
+async def test_consumer_started_after_the_events_catches_up(
+    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+) -> None:
+    for owner in (1, 2, 3):
+        await make_items(db, owner, 2)
+    await make_items(db, 4, 1)
+    # Written before the group exists: it is created at the stream's start, not its end.
+    for owner in (1, 2, 3):
+        await redis.xadd(stream, user_deleted(owner))
+    consumer = start(consumers)
+    await eventually(lambda: _handled(consumer, 3))
+    assert await count_items(sql) == 1
+    assert await count_items(sql, 4) == 1
+    assert {1, 2, 3} <= consumer.deleted_users._ids
+
+    # Group exists, no consumer running: events wait for the next one.
+    consumer_task = consumers[1].pop()
+    consumer_task.cancel()
+    await asyncio.gather(consumer_task, return_exceptions=True)
+    await redis.xadd(stream, user_deleted(4))
+    later = start(consumers)
+    await eventually(lambda: _handled(later, 1))
+    assert await count_items(sql) == 0
+
+
+async def test_poison_entries_go_to_the_dead_stream(
+    consumers: Any,
+    redis: aioredis.Redis,
+    db: Database,
+    stream: str,
+    sql: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="items_service.events")
+    await make_items(db, 5, 2)
+    poison = [
+        {"type": "user.deleted", "user_id": "not-a-number", "event_id": uuid.uuid4().hex},
+        {"nothing": "useful"},
+        {"type": b"\xff\xfe", "user_id": "1"},
+    ]
+    for fields in poison:
+        await redis.xadd(stream, fields)
+    await redis.xadd(stream, {"type": "user.renamed", "user_id": "5"})  # not ours: ignored
+    await redis.xadd(stream, user_deleted(5))
+    consumer = start(consumers)
+    await eventually(lambda: _handled(consumer, 1))
+    assert await count_items(sql, 5) == 0  # the good event after the poison was handled
+    assert consumer.dead_lettered == 3
+    assert await pending(redis, stream) == 0
+    dead = await redis.xrange(f"{stream}:dead")
+    assert len(dead) == 3
+    reasons = [fields[b"dead_letter_reason"].decode() for _id, fields in dead]
+    assert all(reason.startswith("unparseable") for reason in reasons)
+    assert dead[0][1][b"user_id"] == b"not-a-number"  # the original fields are kept
+    assert dead[2][1][b"type"] == b"\xff\xfe"
+    assert sum("dead-letter" in r.getMessage() for r in caplog.records) == 3
+
+
+async def test_entry_failing_repeatedly_is_dead_lettered(
+    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+) -> None:
+    await make_items(db, 6, 1)
+    # A real, non-connection failure: the table the handler writes to is gone.
+    await sql.execute("ALTER TABLE deleted_users RENAME TO deleted_users_away")
+    await redis.xadd(stream, user_deleted(6))
+    consumer = start(consumers, max_attempts=3)
+    await eventually(lambda: _dead(consumer, 1))
+    (entry,) = await redis.xrange(f"{stream}:dead")
+    assert entry[1][b"dead_letter_reason"].startswith(b"failed 3 times")
+    assert await pending(redis, stream) == 0
+    assert await count_items(sql, 6) == 1  # rolled back with the failed statement
+
+    await sql.execute("ALTER TABLE deleted_users_away RENAME TO deleted_users")
+    await redis.xadd(stream, user_deleted(6))  # the consumer carries on with later entries
+    await eventually(lambda: _handled(consumer, 1))
+    assert await count_items(sql, 6) == 0
+
+
+async def _dead(consumer: UserEventsConsumer, count: int) -> bool:
+    return consumer.dead_lettered >= count
+
+
+async def test_pending_entries_of_a_crashed_consumer_are_taken_over(
+    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+) -> None:
+    await make_items(db, 8, 2)
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    await redis.xadd(stream, user_deleted(8))
+    # A consumer read it and died before acknowledging.
+    taken = await redis.xreadgroup(GROUP, "crashed", {stream: ">"}, count=10)
+    assert len(taken[0][1]) == 1
+    assert await pending(redis, stream) == 1
+
+    consumer = start(consumers, claim_idle_seconds=0.2)
+    await eventually(lambda: _handled(consumer, 1))
+    assert await count_items(sql, 8) == 0
+    assert await pending(redis, stream) == 0
+
+
+async def test_entry_delivered_too_often_is_dead_lettered(
+    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+) -> None:
+    await make_items(db, 9, 1)
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    message_id = await redis.xadd(stream, user_deleted(9))
+    # It was handed out again and again (each consumer that took it crashed).
+    await redis.xreadgroup(GROUP, "crashed-0", {stream: ">"})
+    for i in range(1, 4):
+        await redis.xclaim(stream, GROUP, f"crashed-{i}", 0, [message_id])
+
+    consumer = start(consumers, claim_idle_seconds=0.05, max_deliveries=3)
+    await eventually(lambda: _dead(consumer, 1))
+    (entry,) = await redis.xrange(f"{stream}:dead")
+    assert entry[1][b"dead_letter_reason"].startswith(b"delivered 5 times")
+    assert entry[1][b"dead_letter_source_id"] == message_id
+    assert await pending(redis, stream) == 0
+    assert await count_items(sql, 9) == 1
+
+
+async def test_consumer_rides_out_a_redis_outage(
+    consumers: Any, db: Database, stream: str, sql: asyncpg.Connection
+) -> None:
+    datadir = Path(tempfile.mkdtemp(prefix="items-redis-"))
+    own = EmbeddedRedis(datadir=datadir)
+    url = own.start()
+    client = aioredis.Redis.from_url(url, protocol=2, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        await make_items(db, 11, 2)
+        await make_items(db, 12, 2)
+        consumer = start(consumers, redis=client)
+        await client.xadd(stream, user_deleted(11))
+        await eventually(lambda: _handled(consumer, 1))
+
+        own.stop()
+        await eventually(lambda: _disconnected(consumer))
+        await asyncio.sleep(0.3)  # a few failed, backed-off attempts
+
+        own = EmbeddedRedis(port=own.port, datadir=datadir)
+        own.start()
+        await client.xadd(stream, user_deleted(12))
+        await eventually(lambda: _handled(consumer, 2), timeout=20)
+        assert await count_items(sql) == 0
+        assert consumer.connected
+    finally:
+        await client.aclose()
+        own.stop()
+
+
+async def _disconnected(consumer: UserEventsConsumer) -> bool:
+    return not consumer.connected
+
+
+async def test_group_lost_with_redis_data_is_recreated(
+    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+) -> None:
+    await make_items(db, 13, 1)
+    consumer = start(consumers)
+    await eventually(lambda: _group_exists(redis, stream))
+    await redis.delete(stream)  # e.g. Redis restarted without persistence
+    await asyncio.sleep(0.2)
+    await redis.xadd(stream, user_deleted(13))
+    await eventually(lambda: _handled(consumer, 1))
+    assert await count_items(sql, 13) == 0
+
+
+async def _group_exists(redis: aioredis.Redis, stream: str) -> bool:
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except aioredis.ResponseError:
+        return False
+    return any(g["name"] in (GROUP, GROUP.encode()) for g in groups)
