@@ -185,3 +185,18 @@ def test_the_console_script_runs():
     assert result.returncode == 0
     for command in ("migrate", "create-superuser", "rotate-keys", "relay-outbox", "seed"):
         assert command in result.stdout
+
+
+async def test_reencrypt_keys(cli_env, monkeypatch, capsys):
+    monkeypatch.setenv("AUTH_KEY_PASSPHRASE", "first-long-passphrase-1")
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
+    assert "now encrypted" in capsys.readouterr().out  # the template's plain key
+    monkeypatch.setenv("AUTH_OLD_KEY_PASSPHRASE", "first-long-passphrase-1")
+    monkeypatch.setenv("AUTH_KEY_PASSPHRASE", "second-long-passphrase-2")
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
+    assert "already encrypted" in capsys.readouterr().out
+    monkeypatch.setenv("AUTH_OLD_KEY_PASSPHRASE", "wrong")
+    monkeypatch.setenv("AUTH_KEY_PASSPHRASE", "third-long-passphrase-3")
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 1
+    assert "nothing was changed" in capsys.readouterr().err

@@ -154,3 +154,24 @@ async def test_concurrency_is_bounded():
     finally:
         hasher.close()
     assert peak == 2
+
+
+async def test_logins_beyond_the_hashing_queue_answer_503(app_context, fresh_database_url):
+    from .helpers import register
+
+    async with app_context(
+        use_database=False,
+        database_url=fresh_database_url,
+        bcrypt_rounds=12,
+        hashing_concurrency=1,
+        hashing_queue_timeout_seconds=0.05,
+        login_throttle_max_failures=1000,
+    ) as (_, client):
+        user = await register(client)
+        form = {"username": user["username"], "password": "Wr0ng-Passw0rd!"}
+        responses = await asyncio.gather(*(client.post("/auth/token", data=form) for _ in range(3)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [401, 503, 503]
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1"
+    assert busy.json()["code"] == "busy"

@@ -82,7 +82,8 @@ def test_development_needs_no_passphrase():
 def test_activation_delay_must_cover_the_jwks_max_age():
     with pytest.raises(ValidationError, match="KEY_ACTIVATION_DELAY"):
         Settings(jwks_max_age_seconds=300, key_activation_delay_seconds=299)
-    assert Settings(jwks_max_age_seconds=300).activation_delay_seconds == 300
+    default = Settings(jwks_max_age_seconds=300, key_reload_seconds=30)
+    assert default.activation_delay_seconds == 330  # a stale replica's JWKS is covered too
     assert Settings(key_activation_delay_seconds=900).activation_delay_seconds == 900
 
 

@@ -4,6 +4,7 @@
     auth-service create-superuser --username U --email E [--full-name N] [--password-stdin]
     auth-service rotate-keys                   publish a new signing key (signs after the delay)
     auth-service list-keys                     show the signing keys and their schedule
+    auth-service reencrypt-keys                re-encrypt private keys with AUTH_KEY_PASSPHRASE
     auth-service relay-outbox [--once]         publish pending user events to Redis
     auth-service seed --base-url URL           create sample users and items through the API
 
@@ -30,6 +31,7 @@ from auth_service import migrator, outbox
 from auth_service.clock import system_clock
 from auth_service.db import Database
 from auth_service.keys import schedule, store
+from auth_service.keys.material import KeyMaterialError
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
 from auth_service.runtime import close_redis, create_redis
@@ -191,6 +193,25 @@ async def list_keys(settings: Settings, *, database: Database | None = None) -> 
     return "\n".join(rows)
 
 
+async def reencrypt_keys(settings: Settings, old_passphrase: bytes | None) -> str:
+    database = Database.from_settings(settings)
+    try:
+        async with database.transaction() as session:
+            changed = await store.reencrypt(
+                session,
+                old_passphrase=old_passphrase,
+                new_passphrase=settings.passphrase_bytes(),
+            )
+    except KeyMaterialError as exc:
+        raise CommandError(f"{exc}; nothing was changed (set AUTH_OLD_KEY_PASSPHRASE)") from None
+    finally:
+        await database.dispose()
+    state = "encrypted with AUTH_KEY_PASSPHRASE" if settings.key_passphrase else "stored in clear"
+    if not changed:
+        return f"every key is already {state}"
+    return f"{len(changed)} key(s) now {state}: {', '.join(changed)}"
+
+
 # --------------------------------------------------------------------------- outbox
 
 
@@ -248,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("rotate-keys", help="publish a new signing key; retire expired ones")
     commands.add_parser("list-keys", help="show the signing keys and their schedule")
+    commands.add_parser(
+        "reencrypt-keys",
+        help="re-encrypt private keys with AUTH_KEY_PASSPHRASE (old one: AUTH_OLD_KEY_PASSPHRASE)",
+    )
 
     p = commands.add_parser("relay-outbox", help="publish pending user events to Redis")
     p.add_argument("--once", action="store_true", help="publish what is pending, then exit")
@@ -294,6 +319,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(asyncio.run(rotate_keys(settings)))
         elif args.command == "list-keys":
             print(asyncio.run(list_keys(settings)))
+        elif args.command == "reencrypt-keys":
+            old = os.environ.get("AUTH_OLD_KEY_PASSPHRASE") or None
+            print(asyncio.run(reencrypt_keys(settings, old.encode() if old else None)))
         elif args.command == "relay-outbox":
             count = asyncio.run(relay_outbox(settings, once=args.once))
             print(f"published {count} event(s)")

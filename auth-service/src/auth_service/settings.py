@@ -46,7 +46,7 @@ class Settings(ServiceSettings):
     key_passphrase: SecretStr | None = None
     key_activation_delay_seconds: int | None = Field(default=None, ge=0, le=7 * 86_400)
     key_size: int = Field(default=2048, ge=2048, le=8192)
-    key_reload_seconds: int = Field(default=30, ge=1, le=3600)
+    key_reload_seconds: int = Field(default=5, ge=1, le=3600)
 
     # Passwords
     bcrypt_rounds: int = Field(default=12, ge=4, le=20)
@@ -99,9 +99,13 @@ class Settings(ServiceSettings):
 
     @property
     def activation_delay_seconds(self) -> int:
-        """How long a new key is published before it may sign (>= the JWKS max-age)."""
+        """How long a new key is published before it may sign (>= the JWKS max-age).
+
+        By default the JWKS max-age plus the key reload interval: a replica may serve a JWKS
+        up to one reload interval old, which a verifier may then cache for max-age.
+        """
         if self.key_activation_delay_seconds is None:
-            return self.jwks_max_age_seconds
+            return self.jwks_max_age_seconds + self.key_reload_seconds
         return self.key_activation_delay_seconds
 
     @property

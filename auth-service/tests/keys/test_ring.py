@@ -135,6 +135,14 @@ async def test_without_any_keys_verification_is_unavailable():
         await dead.dispose()
 
 
+async def test_plain_keys_are_reported_when_a_passphrase_is_set(database, caplog):
+    ring = make_ring(database, FakeClock(), passphrase=b"a-long-and-random-passphrase-1")
+    with caplog.at_level("WARNING", logger="auth_service.keys"):
+        await ring.start()
+    assert ring.has_signer()  # the template's plain key still works
+    assert "without encryption" in caplog.text
+
+
 async def test_an_encrypted_key_without_the_passphrase_fails_startup(database):
     from auth_service.keys.material import KeyMaterialError
 
@@ -153,3 +161,27 @@ async def test_an_encrypted_key_without_the_passphrase_fails_startup(database):
     ring = make_ring(database, FakeClock(), passphrase=b"a-long-and-random-passphrase-1")
     await ring.start()
     assert ring.has_signer()
+
+
+async def test_no_active_key_answers_503_not_500(app_context, database, clock):
+    async with app_context() as (app, client):
+        from ..helpers import register
+
+        user = await register(client)
+        async with database.transaction() as session:
+            await session.execute(SigningKey.__table__.delete())
+            # Only a key that is not active yet: nothing may sign.
+            await store.create_key(
+                session,
+                bits=2048,
+                passphrase=None,
+                now=clock(),
+                activates_at=clock() + timedelta(hours=1),
+            )
+        await app.state.runtime.keyring.reload()
+        response = await client.post(
+            "/auth/token", data={"username": user["username"], "password": "Corr3ct-Horse!"}
+        )
+    assert response.status_code == 503
+    assert response.json()["code"] == "signing_unavailable"
+    assert response.headers["retry-after"] == "5"

@@ -94,3 +94,26 @@ async def test_rotate_schedules_the_new_key_and_retires_expired_ones(database):
     assert rows[first.kid].private_key_pem is None  # the private half is erased
     assert rows[second.kid].retired_at is None
     assert rows[third.kid].activates_at == later + timedelta(minutes=5)
+
+
+async def test_reencrypt_changes_the_passphrase_and_is_idempotent(database):
+    now = datetime.now(UTC)
+    new = b"another-long-passphrase-2"
+    async with database.transaction() as session:
+        await session.execute(SigningKey.__table__.delete())
+        plain = await store.create_key(
+            session, bits=2048, passphrase=None, now=now, activates_at=now
+        )
+        old = await store.create_key(
+            session, bits=2048, passphrase=PASSPHRASE, now=now, activates_at=now
+        )
+        with pytest.raises(material.KeyMaterialError):
+            await store.reencrypt(session, old_passphrase=b"wrong-passphrase", new_passphrase=new)
+    async with database.transaction() as session:
+        changed = await store.reencrypt(session, old_passphrase=PASSPHRASE, new_passphrase=new)
+        assert sorted(changed) == sorted([plain.kid, old.kid])
+        assert await store.reencrypt(session, old_passphrase=PASSPHRASE, new_passphrase=new) == []
+        for key in await store.live_keys(session):
+            assert key.encrypted
+            assert key.private_key_pem is not None
+            material.load_private_key(key.private_key_pem, new, encrypted=True)

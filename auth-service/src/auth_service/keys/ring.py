@@ -24,9 +24,21 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.keys import material, schedule, store
+from svckit.errors import ServiceError
 from svckit.tokens import KeysUnavailable
 
 logger = logging.getLogger("auth_service.keys")
+
+
+class SigningUnavailable(ServiceError):
+    """No key can sign right now (database unreachable at startup, or no active key)."""
+
+    status_code = 503
+    code = "signing_unavailable"
+    detail = "Tokens cannot be issued right now; try again shortly"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "5"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,12 @@ class KeyRing:
         current = schedule.signer(self._keys, self._clock())
         if current is not None:
             await self._private_key(current)
+        plain = [k.kid for k in self._keys if not k.encrypted and k.private_pem is not None]
+        if self._passphrase and plain:
+            logger.warning(
+                "signing keys stored without encryption; run `auth-service reencrypt-keys`",
+                extra={"kids": plain},
+            )
 
     async def _ensure_key(self) -> None:
         async with self._database.transaction() as session:
@@ -189,15 +207,21 @@ class KeyRing:
         return {"keys": [k.jwk for k in self.published()]}
 
     async def signing_key(self) -> tuple[str, RSAPrivateKey]:
-        """The ``kid`` and private key to sign with now."""
+        """The ``kid`` and private key to sign with now; :class:`SigningUnavailable` (503)
+        when there is none or it cannot be loaded."""
         await self._refresh_if_stale()
         current = schedule.signer(self._keys, self._clock())
         if current is None and self._may_reload_early():
             await self._ensure_key()
             current = schedule.signer(self._keys, self._clock())
         if current is None:
-            raise KeysUnavailable("no signing key is active")
-        return current.kid, await self._private_key(current)
+            logger.error("no signing key is active")
+            raise SigningUnavailable()
+        try:
+            return current.kid, await self._private_key(current)
+        except (KeysUnavailable, material.KeyMaterialError) as exc:
+            logger.error("the signing key cannot be loaded", extra={"reason": str(exc)})
+            raise SigningUnavailable() from None
 
     async def _private_key(self, key: LoadedKey) -> RSAPrivateKey:
         cached = self._private.get(key.kid)

@@ -118,3 +118,44 @@ async def retire_expired(
         )
         logger.info("signing keys retired", extra={"kids": kids})
     return kids
+
+
+async def reencrypt(
+    session: AsyncSession, *, old_passphrase: bytes | None, new_passphrase: bytes | None
+) -> list[str]:
+    """Re-encrypt every live private key with ``new_passphrase`` (``None``: store in clear).
+
+    Keys are decrypted with ``old_passphrase``, or with the new one if they already use it, so
+    running it twice is harmless. Returns the kids that changed. Raises
+    :class:`~auth_service.keys.material.KeyMaterialError` (and changes nothing) when a key
+    opens with neither passphrase.
+    """
+    await _lock(session)
+    # Convert everything first, write only if every key converted.
+    converted_by_key: list[tuple[SigningKey, bytes]] = []
+    for key in await live_keys(session):
+        pem = key.private_key_pem
+        if pem is None:
+            continue
+
+        def convert(pem: bytes = pem, encrypted: bool = key.encrypted) -> bytes | None:
+            if encrypted and new_passphrase:
+                try:
+                    material.load_private_key(pem, new_passphrase, encrypted=True)
+                except material.KeyMaterialError:
+                    pass
+                else:
+                    return None  # already under the new passphrase
+            if not encrypted and not new_passphrase:
+                return None
+            private = material.load_private_key(pem, old_passphrase, encrypted=encrypted)
+            return material.private_pem(private, new_passphrase)
+
+        converted = await asyncio.to_thread(convert)
+        if converted is not None:
+            converted_by_key.append((key, converted))
+    for key, converted in converted_by_key:
+        key.private_key_pem = converted
+        key.encrypted = new_passphrase is not None
+    await session.flush()
+    return [key.kid for key, _ in converted_by_key]
