@@ -61,12 +61,12 @@ class BenchOptions:
         data_dir = repo_root() / ".data" / "bench-smoke"
         smoke = cls(
             smoke=True,
-            duration=2.0,
+            duration=1.0,
             warmup=0.0,
             repeats=1,
-            login_duration=4.0,
-            settle_timeout=3.0,
-            latency_duration=2.0,
+            login_duration=3.0,
+            settle_timeout=1.0,
+            latency_duration=1.0,
             growth_sizes=(1_000,),
             growth_duration=1.0,
             growth_repeats=1,

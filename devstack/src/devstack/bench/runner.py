@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -310,12 +311,27 @@ def _sum_statuses(items: Iterable[dict[str, int]]) -> dict[str, int]:
     return total
 
 
+_MARKER = ".devstack-bench"
+
+
+def _fresh_data_dir(path: Path) -> None:
+    """Empty the data folder (a fresh database and logs for every run), but only one that
+    is empty or was made by an earlier run: ``--data-dir`` must not wipe anything else."""
+    if path.exists() and any(path.iterdir()):
+        if not (path / _MARKER).exists():
+            raise BenchError(
+                f"{path} is not empty and was not made by `devstack bench`; "
+                "choose another --data-dir"
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / _MARKER).touch()
+
+
 def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]:
     """Run the whole benchmark and return its results (see report.py for the shape)."""
     wrk_binary = ensure_wrk()
-    if options.data_dir.exists():
-        shutil.rmtree(options.data_dir)  # a fresh database and logs for every run
-    options.data_dir.mkdir(parents=True)
+    _fresh_data_dir(options.data_dir)
     wrk = Wrk(wrk_binary, options.data_dir / "wrk")
     env = options.stack_env()
     config = StackConfig.ephemeral(options.data_dir / "stack", workers=options.workers, env=env)
