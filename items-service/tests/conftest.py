@@ -7,13 +7,14 @@ rows and can assert exact totals. PostgreSQL and Redis are real (svckit's pytest
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ def _docker_probe_without_leaks() -> None:
     (cached) probe first and collect its garbage here, ignoring only unclosed-socket warnings.
     """
     probe = getattr(svckit_plugin, "_docker_answers", None)
-    if probe is None or os.environ.get("TEST_POSTGRES_URL") and os.environ.get("TEST_REDIS_URL"):
+    if probe is None or (os.environ.get("TEST_POSTGRES_URL") and os.environ.get("TEST_REDIS_URL")):
         return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "unclosed <socket", ResourceWarning)
@@ -180,3 +181,13 @@ async def create_item(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll ``check()`` (state outside this process: no event to wait on) until it is true."""
+    interval = 0.02
+    for _ in range(int(timeout / interval)):
+        if await check():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"still not true after {timeout} s")

@@ -45,7 +45,9 @@ async def test_token_signed_by_an_unknown_key_is_401(
 
 async def test_admin_role_comes_from_the_token(client: httpx.AsyncClient, tokens: Tokens) -> None:
     item = await create_item(client, tokens, 1)
-    not_admin = await client.delete(f"/items/{item['id']}", headers=tokens.headers(2, roles=["user"]))
+    not_admin = await client.delete(
+        f"/items/{item['id']}", headers=tokens.headers(2, roles=["user"])
+    )
     assert not_admin.status_code == 403
     admin = await client.delete(f"/items/{item['id']}", headers=tokens.headers(2, admin=True))
     assert admin.status_code == 200
@@ -110,9 +112,7 @@ async def test_readiness_and_liveness(client: httpx.AsyncClient) -> None:
 async def test_deleted_users_recorded_before_start_are_refused(
     database_url: str, jwks_server: JWKSServer, tokens: Tokens, sql: asyncpg.Connection
 ) -> None:
-    await sql.execute(
-        "INSERT INTO deleted_users (user_id, event_id) VALUES (5, gen_random_uuid())"
-    )
+    await sql.execute("INSERT INTO deleted_users (user_id, event_id) VALUES (5, gen_random_uuid())")
     async with serve(make_settings(database_url, jwks_server.url)) as (_app, client):
         refused = await client.post("/items/", json={"title": "t"}, headers=tokens.headers(5))
         assert refused.status_code == 401

@@ -7,6 +7,7 @@ stop and start it under the running service.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 import time
@@ -20,9 +21,15 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import Tokens, make_settings, run_in_thread, serve
+import redis.asyncio as aioredis
+from conftest import Tokens, eventually, make_settings, run_in_thread, serve
 
+from items_service.auth import DeletedUsers
 from items_service.cli import upgrade
+from items_service.db import Database
+from items_service.events import UserEventsConsumer
+from items_service.items import service
+from items_service.items.schemas import ItemCreate
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import create_database
 
@@ -80,7 +87,9 @@ async def _fresh_database(own_postgres: OwnPostgres) -> str:
     return url
 
 
-async def _timed(client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, float]:
+async def _timed(
+    client: httpx.AsyncClient, method: str, path: str, **kwargs: Any
+) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
     response = await client.request(method, path, **kwargs)
     return response, time.perf_counter() - started
@@ -146,3 +155,57 @@ async def test_unreachable_database_at_start_then_available(
         assert (await client.get("/items/")).status_code == 200
         created = await client.post("/items/", json={"title": "t"}, headers=tokens.headers(1))
         assert created.status_code == 200
+
+
+async def test_consumer_waits_out_a_database_outage(
+    own_postgres: OwnPostgres, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="items_service.events")
+    url = await _fresh_database(own_postgres)
+    db = await Database.open(
+        make_settings(url, "http://127.0.0.1:9/jwks", db_connect_timeout_seconds=1)
+    )
+    redis = aioredis.Redis.from_url(redis_url, protocol=2)
+    stream = f"user-events-{uuid.uuid4().hex[:8]}"
+    consumer = UserEventsConsumer(
+        redis,
+        db,
+        DeletedUsers(),
+        stream=stream,
+        dead_stream=f"{stream}:dead",
+        block_seconds=0.05,
+        backoff_max_seconds=0.1,
+        max_attempts=2,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        for i in range(3):
+            await service.create_item(db, ItemCreate(title=f"t{i}"), 21)
+        await asyncio.to_thread(own_postgres.stop)
+        await redis.xadd(
+            stream, {"type": "user.deleted", "user_id": "21", "event_id": uuid.uuid4().hex}
+        )
+
+        async def retried_a_few_times() -> bool:
+            return sum("database unavailable" in r.getMessage() for r in caplog.records) >= 4
+
+        await eventually(retried_a_few_times)
+        # Far more attempts than max_attempts, yet an outage is no reason to give up on it.
+        assert consumer.dead_lettered == 0
+        assert consumer.handled == 0
+        assert (await redis.xpending(stream, "items-service"))["pending"] == 1
+
+        await asyncio.to_thread(own_postgres.start)
+
+        async def caught_up() -> bool:
+            return consumer.handled == 1
+
+        await eventually(caught_up)
+        assert await db.fetchval("SELECT count(*) FROM items WHERE owner_id = 21") == 0
+        assert (await redis.xpending(stream, "items-service"))["pending"] == 0
+        assert consumer.dead_lettered == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await redis.aclose()
+        await db.close()

@@ -13,7 +13,10 @@ from items_service.items.schemas import ItemRead
 
 
 async def _create_many(client: httpx.AsyncClient, tokens: Tokens, owners: list[int]) -> list[int]:
-    return [(await create_item(client, tokens, owner, f"item {i}"))["id"] for i, owner in enumerate(owners)]
+    return [
+        (await create_item(client, tokens, owner, f"item {i}"))["id"]
+        for i, owner in enumerate(owners)
+    ]
 
 
 def _next_link(response: httpx.Response) -> str | None:

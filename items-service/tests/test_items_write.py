@@ -127,7 +127,9 @@ async def test_partial_update_keeps_unset_fields(
     assert response.json()["title"] == "new"
     assert response.json()["description"] == "other"
 
-    cleared = await client.request(method, path, json={"description": None}, headers=tokens.headers(3))
+    cleared = await client.request(
+        method, path, json={"description": None}, headers=tokens.headers(3)
+    )
     assert cleared.json()["description"] is None
     assert cleared.json()["title"] == "new"
     assert (await client.get(path)).json() == cleared.json()
@@ -225,7 +227,9 @@ async def test_if_match(client: httpx.AsyncClient, tokens: Tokens, method: str) 
     assert (await client.get(path)).json()["title"] == "v2"
 
     for refused in (f"W/{new_etag}", '"garbage"', f'"{item["id"] + 1}-2"', '"1-99999999999"', "x"):
-        response = await client.request(method, path, json={"title": "v3"}, headers=headers(refused))
+        response = await client.request(
+            method, path, json={"title": "v3"}, headers=headers(refused)
+        )
         assert response.status_code == 412, refused
 
     listed = await client.request(
@@ -244,7 +248,9 @@ async def test_if_match(client: httpx.AsyncClient, tokens: Tokens, method: str) 
 async def test_delete_honours_if_match(client: httpx.AsyncClient, tokens: Tokens) -> None:
     item = await create_item(client, tokens, 3)
     path = f"/items/{item['id']}"
-    stale = await client.delete(path, headers={**tokens.headers(3), "If-Match": f'"{item["id"]}-7"'})
+    stale = await client.delete(
+        path, headers={**tokens.headers(3), "If-Match": f'"{item["id"]}-7"'}
+    )
     assert stale.status_code == 412
     ok = await client.delete(path, headers={**tokens.headers(3), "If-Match": f'"{item["id"]}-1"'})
     assert ok.status_code == 200
@@ -264,7 +270,9 @@ async def test_counters_stay_exact(
     assert listed.headers["x-total-count"] == str(total)
     for owner in (1, 2, 3, 4, 5):
         expected = await sql.fetchval("SELECT count(*) FROM items WHERE owner_id = $1", owner)
-        mine = await client.get("/items/my-items", params={"limit": 1}, headers=tokens.headers(owner))
+        mine = await client.get(
+            "/items/my-items", params={"limit": 1}, headers=tokens.headers(owner)
+        )
         assert mine.headers["x-total-count"] == str(expected), owner
     # The counts are spread over shards, never a single hot row.
     shards = await sql.fetchval("SELECT count(*) FROM item_count_shards WHERE count > 0")

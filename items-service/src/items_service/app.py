@@ -7,13 +7,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from items_service.auth import CachingTokenVerifier, DeletedUsers
 from items_service.db import Database
-from items_service.events import UserEventsConsumer
+from items_service.events import RedisClient, UserEventsConsumer, close_redis, connect_redis
 from items_service.items.router import router as items_router
 from items_service.metrics import JWKSCollector
 from items_service.settings import Settings
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             deleted_users=deleted_users,
             cache_size=settings.token_cache_size,
         )
-        tasks = [asyncio.create_task(jwks.refresh(), name="jwks-prefetch")]
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(jwks.refresh(), name="jwks-prefetch")]
         with contextlib.suppress(Exception):
             await asyncio.wait_for(deleted_users.refresh(db), _STARTUP_LOAD_TIMEOUT)
         tasks.append(
@@ -74,17 +74,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                 name="deleted-users-refresh",
             )
         )
-        redis: aioredis.Redis | None = None
+        redis: RedisClient | None = None
         app.state.consumer = None
         if settings.events_enabled:
-            redis = aioredis.Redis.from_url(
-                settings.redis_url,
-                protocol=2,
-                socket_connect_timeout=3,
-                # XREADGROUP blocks for events_block_seconds; leave it room to answer.
-                socket_timeout=settings.events_block_seconds + 5,
-                health_check_interval=30,
-            )
+            redis = connect_redis(settings.redis_url, block_seconds=settings.events_block_seconds)
             consumer = UserEventsConsumer(
                 redis,
                 db,
@@ -109,7 +102,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if redis is not None:
-                await redis.aclose()
+                await close_redis(redis)
             await jwks.aclose()
             await db.close()
             app.state.metrics.registry.unregister(jwks_collector)
@@ -125,7 +118,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         lifespan=lifespan,
     )
     install_common(
-        app, service=SERVICE, readiness_checks=_readiness_checks(app), access_log=settings.access_log
+        app,
+        service=SERVICE,
+        readiness_checks=_readiness_checks(app),
+        access_log=settings.access_log,
     )
     app.include_router(items_router)
     return app

@@ -51,7 +51,9 @@ class Database:
             server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
         # Client-side backstop for a server that stops answering mid-query.
         command_timeout = (
-            settings.db_statement_timeout_ms / 1000 + 2 if settings.db_statement_timeout_ms else None
+            settings.db_statement_timeout_ms / 1000 + 2
+            if settings.db_statement_timeout_ms
+            else None
         )
         pool = await asyncpg.create_pool(
             libpq_dsn(settings.database_url),

@@ -53,7 +53,7 @@ def page_params(
             ge=0,
             le=BIGINT_MAX,
             description="Keyset cursor: only items with an id greater than this. Follow the "
-            "`Link: rel=\"next\"` header rather than building it; `skip` then counts from here.",
+            '`Link: rel="next"` header rather than building it; `skip` then counts from here.',
         ),
     ] = None,
 ) -> PageParams:

@@ -26,6 +26,7 @@ entry is acknowledged (XACK) only after its delete committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -35,7 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -46,6 +47,12 @@ from items_service.models import COUNTER_SHARDS
 from svckit.db import is_connection_error
 
 logger = logging.getLogger("items_service.events")
+
+# The workspace's types-redis stubs make Redis generic; redis-py's own class is not.
+if TYPE_CHECKING:
+    RedisClient = aioredis.Redis[bytes]
+else:
+    RedisClient = aioredis.Redis
 
 USER_DELETED = "user.deleted"
 BIGINT_MAX = 2**63 - 1
@@ -162,7 +169,7 @@ class UserEventsConsumer:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         db: Database,
         deleted_users: DeletedUsers,
         *,
@@ -322,7 +329,7 @@ class UserEventsConsumer:
     async def _handle(self, entry: Entry, deliveries: int | None) -> None:
         message_id, fields = entry
         if not fields:  # trimmed from the stream while pending: nothing left to do
-            await self.redis.xack(self.stream, self.group, message_id)
+            await self._ack(message_id)
             return
         try:
             event = parse_event(fields)
@@ -331,7 +338,7 @@ class UserEventsConsumer:
             return
         if event is None:
             logger.debug("user events: ignored event type", extra={"message_id": str(message_id)})
-            await self.redis.xack(self.stream, self.group, message_id)
+            await self._ack(message_id)
             return
         if deliveries is not None and deliveries > self.max_deliveries:
             await self._dead_letter(
@@ -339,7 +346,7 @@ class UserEventsConsumer:
             )
             return
         if await self._apply(message_id, fields, event):
-            await self.redis.xack(self.stream, self.group, message_id)
+            await self._ack(message_id)
             self.handled += 1
 
     async def _apply(
@@ -390,26 +397,27 @@ class UserEventsConsumer:
             )
             return True
 
+    async def _ack(self, message_id: bytes) -> None:
+        await self.redis.xack(self.stream, self.group, message_id)  # type: ignore[no-untyped-call]
+
     async def _renew_claim(self, message_id: bytes) -> None:
         # XCLAIM with JUSTID resets the entry's idle time without counting a delivery, so
         # other consumers do not take over an entry this one is still working on.
-        try:
-            await self.redis.xclaim(
+        with contextlib.suppress(RedisError):
+            await self.redis.xclaim(  # type: ignore[no-untyped-call]
                 self.stream, self.group, self.consumer, 0, [message_id], justid=True
             )
-        except RedisError:
-            pass
 
-    async def _dead_letter(self, message_id: bytes, fields: dict[bytes, bytes], reason: str) -> None:
-        entry: dict[bytes | str, bytes | str] = dict(fields)
-        entry.update(
-            {
-                "dead_letter_reason": reason,
-                "dead_letter_source_id": message_id,
-                "dead_letter_consumer": self.consumer,
-                "dead_letter_at": datetime.now(UTC).isoformat(),
-            }
-        )
+    async def _dead_letter(
+        self, message_id: bytes, fields: dict[bytes, bytes], reason: str
+    ) -> None:
+        entry = {
+            **fields,
+            b"dead_letter_reason": reason.encode(),
+            b"dead_letter_source_id": message_id,
+            b"dead_letter_consumer": self.consumer.encode(),
+            b"dead_letter_at": datetime.now(UTC).isoformat().encode(),
+        }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.dead_stream, entry)
             pipe.xack(self.stream, self.group, message_id)
@@ -423,3 +431,21 @@ class UserEventsConsumer:
                 "reason": reason,
             },
         )
+
+
+def connect_redis(url: str, *, block_seconds: float) -> RedisClient:
+    """A client for the consumer: RESP2 replies (what :meth:`UserEventsConsumer._read`
+    parses; redis-py 8 defaults to RESP3), bounded connects, room for blocking reads."""
+    client: RedisClient = aioredis.Redis.from_url(  # type: ignore[call-overload]
+        url,
+        protocol=2,
+        socket_connect_timeout=3,
+        socket_timeout=block_seconds + 5,
+        health_check_interval=30,
+    )
+    return client
+
+
+async def close_redis(client: RedisClient) -> None:
+    # The workspace's types-redis stubs predate aclose(); redis>=5 deprecates close().
+    await client.aclose()  # type: ignore[attr-defined]

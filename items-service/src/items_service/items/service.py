@@ -174,12 +174,12 @@ async def update_item(
     fields = data.model_fields_set
     if not fields:
         # Nothing to change: answer as the update would, without bumping the version.
-        row = await get_item(db, item_id)
-        if not may_modify(claims, row["owner_id"]):
+        current = await get_item(db, item_id)
+        if not may_modify(claims, current["owner_id"]):
             raise NotItemOwner()
-        if if_match is not None and row["version"] not in if_match:
+        if if_match is not None and current["version"] not in if_match:
             raise ItemChanged()
-        return row
+        return current
     row = await db.fetchrow(
         _UPDATE,
         item_id,
