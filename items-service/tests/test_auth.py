@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import asyncpg
 import httpx
@@ -213,3 +214,17 @@ async def test_a_revoked_key_invalidates_cached_tokens(
             await verifier.verify(token)
     finally:
         await cache.aclose()
+
+
+async def test_metrics_expose_jwks_fetches_per_worker(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    headers = tokens.headers(1)
+    await client.get("/items/my-items", headers=headers)
+    await client.get("/items/my-items", headers=headers)
+    text = (await client.get("/metrics")).text
+    pid = os.getpid()
+    assert f'items_jwks_fetches_total{{pid="{pid}"}} 1.0' in text
+    assert f'items_jwks_fetch_failures_total{{pid="{pid}"}} 0.0' in text
+    assert f'items_token_cache_hits_total{{pid="{pid}"}} 1.0' in text
+    assert "http_requests_total{" in text

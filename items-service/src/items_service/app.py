@@ -15,7 +15,7 @@ from items_service.auth import CachingTokenVerifier, DeletedUsers
 from items_service.db import Database
 from items_service.events import RedisClient, UserEventsConsumer, close_redis, connect_redis
 from items_service.items.router import router as items_router
-from items_service.metrics import JWKSCollector
+from items_service.metrics import install_items_metrics
 from items_service.settings import Settings
 from svckit.app import install_common
 from svckit.health import Check
@@ -50,8 +50,6 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             timeout=settings.jwks_timeout_seconds,
             headers=outgoing_headers,
         )
-        jwks_collector = JWKSCollector(jwks)
-        app.state.metrics.registry.register(jwks_collector)
         deleted_users = DeletedUsers()
         app.state.settings = settings
         app.state.db = db
@@ -105,7 +103,6 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                 await close_redis(redis)
             await jwks.aclose()
             await db.close()
-            app.state.metrics.registry.unregister(jwks_collector)
 
     app = FastAPI(
         title="items-service",
@@ -123,6 +120,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         readiness_checks=_readiness_checks(app),
         access_log=settings.access_log,
     )
+    install_items_metrics(app)
     app.include_router(items_router)
     return app
 

@@ -1,36 +1,73 @@
-"""Prometheus metrics of items-service beyond svckit's request counts and latencies."""
+"""items-service metrics on ``/metrics``, next to svckit's request metrics.
+
+Read from the live objects at scrape time (no bookkeeping on the request path). Every sample
+carries the worker's ``pid``: each uvicorn worker has its own registry and JWKS cache, so the
+benchmark can tell that every worker fetched the JWKS about once, not once per request.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily
+from fastapi import FastAPI
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from svckit.jwks import JWKSCache
+
+class ItemsCollector(Collector):
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.app.state
+        pid = [str(os.getpid())]
+        jwks = getattr(state, "jwks", None)
+        if jwks is not None:
+            yield _counter(
+                "items_jwks_fetches", "JWKS fetches from auth-service", pid, jwks.fetch_count
+            )
+            yield _counter(
+                "items_jwks_fetch_failures", "JWKS fetches that failed", pid, jwks.fetch_failures
+            )
+            yield _gauge("items_jwks_keys", "Verification keys held", pid, len(jwks.kids))
+        verifier = getattr(state, "token_verifier", None)
+        if verifier is not None:
+            yield _counter(
+                "items_token_cache_hits", "Tokens accepted from the verified-token cache", pid,
+                verifier.hits,
+            )  # fmt: skip
+            yield _counter(
+                "items_token_cache_misses", "Tokens verified with RSA", pid, verifier.misses
+            )
+        deleted = getattr(state, "deleted_users", None)
+        if deleted is not None:
+            yield _gauge(
+                "items_deleted_users", "Deleted users known to this worker", pid, len(deleted)
+            )
+        consumer = getattr(state, "consumer", None)
+        if consumer is not None:
+            yield _counter(
+                "items_user_events_handled", "user.deleted events applied", pid, consumer.handled
+            )
+            yield _counter(
+                "items_user_events_dead_lettered", "Entries moved to the dead-letter stream", pid,
+                consumer.dead_lettered,
+            )  # fmt: skip
 
 
-class JWKSCollector(Collector):
-    """``items_jwks_fetches_total`` and ``items_jwks_fetch_failures_total`` of this process.
+def _counter(name: str, documentation: str, pid: list[str], value: float) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=["pid"])
+    family.add_metric(pid, value)
+    return family
 
-    Labelled with the process id: every uvicorn worker has its own cache and registry, and a
-    scrape reaches one worker, so the label tells them apart (the benchmark checks that
-    each worker fetches once per cache lifetime, never per request).
-    """
 
-    def __init__(self, jwks: JWKSCache) -> None:
-        self._jwks = jwks
+def _gauge(name: str, documentation: str, pid: list[str], value: float) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=["pid"])
+    family.add_metric(pid, value)
+    return family
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        pid = str(os.getpid())
-        fetches = CounterMetricFamily(
-            "items_jwks_fetches", "JWKS fetches from auth-service (attempts)", labels=["pid"]
-        )
-        fetches.add_metric([pid], self._jwks.fetch_count)
-        failures = CounterMetricFamily(
-            "items_jwks_fetch_failures", "JWKS fetches that failed", labels=["pid"]
-        )
-        failures.add_metric([pid], self._jwks.fetch_failures)
-        yield fetches
-        yield failures
+
+def install_items_metrics(app: FastAPI) -> None:
+    """Register the collector on the app's registry (``install_common`` creates it)."""
+    app.state.metrics.registry.register(ItemsCollector(app))
