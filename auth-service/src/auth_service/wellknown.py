@@ -2,30 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from auth_service.deps import RuntimeDep
+from auth_service.responses import error_responses
 from svckit.bearer import VerificationUnavailable
 from svckit.tokens import KeysUnavailable
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
 
 
-@router.get("/jwks.json", summary="Public keys that verify access tokens")
+class JWKSResponse(JSONResponse):
+    media_type = "application/jwk-set+json"  # RFC 7517 §8.5.1
+
+
+class PublicJWK(BaseModel):
+    """A public RSA signing key (RFC 7517, RFC 7518 §6.3.1): never a private member."""
+
+    kty: Literal["RSA"]
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["RS256"]
+    n: str
+    e: str
+
+
+class JSONWebKeySet(BaseModel):
+    keys: list[PublicJWK]
+
+
+@router.get(
+    "/jwks.json",
+    summary="Public keys that verify access tokens",
+    response_class=JWKSResponse,
+    responses={200: {"model": JSONWebKeySet}, **error_responses(503)},
+)
 async def jwks(runtime: RuntimeDep) -> JSONResponse:
     try:
         document = await runtime.keyring.jwks()
     except KeysUnavailable:
         raise VerificationUnavailable() from None
     max_age = runtime.settings.jwks_max_age_seconds
-    return JSONResponse(
-        document,
-        headers={"Cache-Control": f"public, max-age={max_age}"},
-        media_type="application/jwk-set+json",
-    )
+    return JWKSResponse(document, headers={"Cache-Control": f"public, max-age={max_age}"})
 
 
 @router.get("/oauth-authorization-server", summary="RFC 8414 metadata")

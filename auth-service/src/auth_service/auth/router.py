@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from auth_service.auth import service
 from auth_service.auth.schemas import LogoutRequest, PasswordForm, RefreshRequest, TokenResponse
 from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service as users
 from auth_service.users.schemas import Message, UserCreate, UserRead
 
@@ -21,7 +22,14 @@ def _no_store(response: Response) -> None:
     response.headers.update(_NO_STORE)
 
 
-@router.post("/register", response_model=UserRead, summary="Create an account")
+@router.post(
+    "/register",
+    response_model=UserRead,
+    summary="Create an account",
+    responses=error_responses(
+        400, 422, 503, s400="`username_taken`, `email_taken`, or a malformed body"
+    ),
+)
 async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -> UserRead:
     runtime.policy.check(body.password, username=body.username)
     # Checked before the (slow) hash, and again by the unique indexes at flush.
@@ -42,7 +50,9 @@ async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -
     "/token",
     response_model=TokenResponse,
     summary="Log in (OAuth2 password grant: username or email, and password)",
-    responses={401: {"description": "Bad credentials"}, 429: {"description": "Throttled"}},
+    responses=error_responses(
+        400, 401, 403, 422, 429, 503, s401="Bad credentials", s403="Inactive user"
+    ),
 )
 async def token(
     form: Annotated[PasswordForm, Depends()],
@@ -58,7 +68,14 @@ async def token(
     return result
 
 
-@router.post("/refresh", response_model=TokenResponse, summary="Exchange a refresh token")
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    summary="Exchange a refresh token",
+    responses=error_responses(
+        400, 401, 422, 503, s401="Unknown, expired, revoked or reused refresh token"
+    ),
+)
 async def refresh(
     body: RefreshRequest, session: SessionDep, runtime: RuntimeDep, response: Response
 ) -> TokenResponse:
@@ -67,7 +84,12 @@ async def refresh(
     return result
 
 
-@router.post("/logout", response_model=Message, summary="Revoke a refresh token's family")
+@router.post(
+    "/logout",
+    response_model=Message,
+    summary="Revoke a refresh token's family",
+    responses=error_responses(400, 422, *AUTHENTICATED),
+)
 async def logout(
     body: LogoutRequest, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> Message:
@@ -75,6 +97,11 @@ async def logout(
     return Message(message="Logged out")
 
 
-@router.get("/me", response_model=UserRead, summary="The caller")
+@router.get(
+    "/me",
+    response_model=UserRead,
+    summary="The caller",
+    responses=error_responses(*AUTHENTICATED),
+)
 async def me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)

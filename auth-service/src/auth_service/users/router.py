@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from auth_service import items_client
 from auth_service.deps import AdminUser, BearerToken, CurrentUser, RuntimeDep, SessionDep, UserById
+from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service
 from auth_service.users.schemas import (
     Message,
@@ -29,7 +30,12 @@ class IncorrectPassword(ServiceError):
     detail = "Current password is incorrect"
 
 
-@router.get("/me", response_model=UserWithItems, summary="The caller, with their items")
+@router.get(
+    "/me",
+    response_model=UserWithItems,
+    summary="The caller, with their items",
+    responses=error_responses(*AUTHENTICATED),
+)
 async def read_me(user: CurrentUser, runtime: RuntimeDep, token: BearerToken) -> UserWithItems:
     settings = runtime.settings
     items = await items_client.fetch_my_items(
@@ -41,7 +47,17 @@ async def read_me(user: CurrentUser, runtime: RuntimeDep, token: BearerToken) ->
     return UserWithItems(**UserRead.model_validate(user).model_dump(), items=items)
 
 
-@router.put("/me", response_model=UserRead, summary="Update the caller (partial)")
+@router.put(
+    "/me",
+    response_model=UserRead,
+    summary="Update the caller (partial)",
+    responses=error_responses(
+        400,
+        422,
+        *AUTHENTICATED,
+        s400="`incorrect_password`, `email_taken`, or a malformed body",
+    ),
+)
 async def update_me(
     body: UserUpdateMe, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> UserRead:
@@ -69,7 +85,12 @@ async def update_me(
     return UserRead.model_validate(user)
 
 
-@router.delete("/me", response_model=Message, summary="Delete the caller's account")
+@router.delete(
+    "/me",
+    response_model=Message,
+    summary="Delete the caller's account",
+    responses=error_responses(409, *AUTHENTICATED),
+)
 async def delete_me(
     user: CurrentUser, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
 ) -> Message:
@@ -79,7 +100,12 @@ async def delete_me(
     return Message(message="User deleted")
 
 
-@router.get("/", response_model=list[UserRead], summary="List users (admin)")
+@router.get(
+    "/",
+    response_model=list[UserRead],
+    summary="List users (admin)",
+    responses=error_responses(422, *AUTHENTICATED),
+)
 async def list_users(
     _admin: AdminUser,
     session: SessionDep,
@@ -92,12 +118,24 @@ async def list_users(
     return [UserRead.model_validate(u) for u in users]
 
 
-@router.get("/{user_id}", response_model=UserRead, summary="Read a user (admin)")
+@router.get(
+    "/{user_id}",
+    response_model=UserRead,
+    summary="Read a user (admin)",
+    responses=error_responses(404, 422, *AUTHENTICATED),
+)
 async def read_user(user: UserById) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/{user_id}", response_model=UserRead, summary="Update a user (admin)")
+@router.patch(
+    "/{user_id}",
+    response_model=UserRead,
+    summary="Update a user (admin)",
+    responses=error_responses(
+        400, 404, 409, 422, *AUTHENTICATED, s400="`email_taken`, or a malformed body"
+    ),
+)
 async def update_user(
     body: UserUpdateAdmin, user: UserById, session: SessionDep, runtime: RuntimeDep
 ) -> UserRead:
@@ -107,7 +145,12 @@ async def update_user(
     return UserRead.model_validate(user)
 
 
-@router.delete("/{user_id}", response_model=Message, summary="Delete a user (admin)")
+@router.delete(
+    "/{user_id}",
+    response_model=Message,
+    summary="Delete a user (admin)",
+    responses=error_responses(404, 409, 422, *AUTHENTICATED),
+)
 async def delete_user(
     user: UserById, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
 ) -> Message:
