@@ -38,14 +38,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs_embedded_redis: stops and starts Redis, so only an embedded one"
     )
+    config.addinivalue_line(
+        "markers", "needs_embedded_postgres: stops and starts PostgreSQL, so only an embedded one"
+    )
 
 
 def _unrunnable(item: pytest.Item) -> bool:
     if os.environ.get("E2E_BASE_URL"):
         return item.get_closest_marker("needs_stack") is not None
-    # Never stop a Redis this suite did not start.
-    return bool(os.environ.get("REDIS_URL")) and (
-        item.get_closest_marker("needs_embedded_redis") is not None
+    # Never stop a Redis or a PostgreSQL this suite did not start.
+    if os.environ.get("REDIS_URL") and item.get_closest_marker("needs_embedded_redis"):
+        return True
+    external_postgres = os.environ.get("AUTH_DATABASE_URL") or os.environ.get("ITEMS_DATABASE_URL")
+    return (
+        bool(external_postgres) and item.get_closest_marker("needs_embedded_postgres") is not None
     )
 
 
