@@ -10,15 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
 
-from items_service.deps import (
-    After,
-    Claims,
-    ItemIdPath,
-    Limit,
-    Skip,
-    database,
-    valid_item_id,
-)
+from items_service.deps import Claims, DatabaseDep, ItemId, PageQuery
 from items_service.items import service
 from items_service.items.preconditions import etag, if_match_versions, if_none_match_hits
 from items_service.items.schemas import (
@@ -30,7 +22,6 @@ from items_service.items.schemas import (
     render_item,
     render_items,
 )
-from svckit.tokens import AccessClaims
 
 router = APIRouter(prefix="/items", tags=["items"])
 
@@ -85,13 +76,11 @@ def _item_response(row: Any) -> Response:
     summary="List items",
     responses={200: {"headers": _PAGE_HEADERS}, 422: _ERROR, 503: _ERROR},
 )
-async def list_items(
-    request: Request, skip: Skip = 0, limit: Limit = 100, after: After = None
-) -> Response:
+async def list_items(request: Request, db: DatabaseDep, page: PageQuery) -> Response:
     """All items by ascending id. Page with `skip`/`limit`, or with the keyset cursor `after`
     (constant time at any depth) by following the `Link: rel="next"` header."""
-    result = await service.list_items(database(request), after=after or 0, limit=limit, skip=skip)
-    return _page_response(request, result, limit)
+    result = await service.list_items(db, after=page.after, limit=page.limit, skip=page.skip)
+    return _page_response(request, result, page.limit)
 
 
 @router.get(
@@ -101,13 +90,13 @@ async def list_items(
     responses={200: {"headers": _PAGE_HEADERS}, 422: _ERROR, **_AUTH_ERRORS},
 )
 async def list_my_items(
-    request: Request, claims: Claims, skip: Skip = 0, limit: Limit = 100, after: After = None
+    request: Request, db: DatabaseDep, claims: Claims, page: PageQuery
 ) -> Response:
     """The caller's items by ascending id, paged like `GET /items/`."""
     result = await service.list_owned_items(
-        database(request), claims.user_id, after=after or 0, limit=limit, skip=skip
+        db, claims.user_id, after=page.after, limit=page.limit, skip=page.skip
     )
-    return _page_response(request, result, limit)
+    return _page_response(request, result, page.limit)
 
 
 @router.post(
@@ -116,9 +105,9 @@ async def list_my_items(
     summary="Create an item",
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, 422: _ERROR, **_AUTH_ERRORS},
 )
-async def create_item(request: Request, claims: Claims, data: ItemCreate) -> Response:
+async def create_item(db: DatabaseDep, claims: Claims, data: ItemCreate) -> Response:
     """Create an item owned by the caller."""
-    return _item_response(await service.create_item(database(request), data, claims.user_id))
+    return _item_response(await service.create_item(db, data, claims.user_id))
 
 
 @router.get(
@@ -134,12 +123,12 @@ async def create_item(request: Request, claims: Claims, data: ItemCreate) -> Res
     },
 )
 async def read_item(
-    request: Request,
-    item_id: ItemIdPath,
+    db: DatabaseDep,
+    item_id: ItemId,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One item, with its `ETag` (304 when `If-None-Match` matches it)."""
-    row = await service.get_item(database(request), valid_item_id(item_id))
+    row = await service.get_item(db, item_id)
     tag = etag(row["id"], row["version"])
     if if_none_match_hits(if_none_match, tag):
         return Response(status_code=304, headers={"ETag": tag})
@@ -156,11 +145,10 @@ _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _update(
-    request: Request, claims: AccessClaims, item_id: int, data: ItemUpdate, if_match: str | None
+    db: DatabaseDep, claims: Claims, item_id: ItemId, data: ItemUpdate, if_match: str | None
 ) -> Response:
-    item_id = valid_item_id(item_id)
     row = await service.update_item(
-        database(request), item_id, data, claims, if_match=if_match_versions(if_match, item_id)
+        db, item_id, data, claims, if_match=if_match_versions(if_match, item_id)
     )
     return _item_response(row)
 
@@ -172,15 +160,15 @@ async def _update(
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, **_WRITE_RESPONSES},
 )
 async def replace_item(
-    request: Request,
+    db: DatabaseDep,
     claims: Claims,
-    item_id: ItemIdPath,
+    item_id: ItemId,
     data: Annotated[ItemUpdate, Body()],
     if_match: IfMatch = None,
 ) -> Response:
     """Owner or admin. Like PATCH: fields left out keep their value. Send `If-Match` with the
     ETag you read to be sure nobody changed the item in between."""
-    return await _update(request, claims, item_id, data, if_match)
+    return await _update(db, claims, item_id, data, if_match)
 
 
 @router.patch(
@@ -190,15 +178,15 @@ async def replace_item(
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, **_WRITE_RESPONSES},
 )
 async def update_item(
-    request: Request,
+    db: DatabaseDep,
     claims: Claims,
-    item_id: ItemIdPath,
+    item_id: ItemId,
     data: Annotated[ItemUpdate, Body()],
     if_match: IfMatch = None,
 ) -> Response:
     """Owner or admin. Fields left out keep their value; `If-Match` guards against lost
     updates."""
-    return await _update(request, claims, item_id, data, if_match)
+    return await _update(db, claims, item_id, data, if_match)
 
 
 @router.delete(
@@ -208,11 +196,8 @@ async def update_item(
     responses=_WRITE_RESPONSES,
 )
 async def delete_item(
-    request: Request, claims: Claims, item_id: ItemIdPath, if_match: IfMatch = None
+    db: DatabaseDep, claims: Claims, item_id: ItemId, if_match: IfMatch = None
 ) -> Message:
     """Owner or admin."""
-    item_id = valid_item_id(item_id)
-    await service.delete_item(
-        database(request), item_id, claims, if_match=if_match_versions(if_match, item_id)
-    )
+    await service.delete_item(db, item_id, claims, if_match=if_match_versions(if_match, item_id))
     return Message(message="Item deleted")
