@@ -15,6 +15,7 @@ from items_service.auth import CachingTokenVerifier, DeletedUsers
 from items_service.db import Database
 from items_service.events import RedisClient, UserEventsConsumer, close_redis, connect_redis
 from items_service.items.router import router as items_router
+from items_service.memory import release_free_memory, release_periodically
 from items_service.metrics import install_items_metrics
 from items_service.settings import Settings
 from svckit.app import install_common
@@ -93,6 +94,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             )
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(), name="user-events-consumer"))
+        # Startup's garbage is freed now; give it back before the first request.
+        release_free_memory(collect=True)
+        if settings.memory_trim_seconds:
+            tasks.append(
+                asyncio.create_task(
+                    release_periodically(settings.memory_trim_seconds), name="memory-trim"
+                )
+            )
         try:
             yield
         finally:

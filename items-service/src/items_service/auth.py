@@ -18,12 +18,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from items_service.db import Database
+from items_service.models import BIGINT_MAX
 from svckit.db import is_connection_error
 from svckit.tokens import AccessClaims, InvalidToken, KeySource, TokenVerifier
 
 logger = logging.getLogger("items_service.auth")
-
-BIGINT_MAX = 2**63 - 1
 
 
 class DeletedUsers:

@@ -1,63 +1,71 @@
-"""The dependencies routes declare, as ``Annotated`` aliases."""
+"""What routes declare: the bearer-claims dependency and the parameter aliases.
+
+Hot routes take their query and path parameters directly (these ``Annotated`` aliases) and
+the pool from the app state, not through ``Depends`` wrappers: each nested dependency costs
+FastAPI ~30 µs of solving per request, a fifth of a fast read. The claims stay a dependency,
+which is what puts the security scheme into OpenAPI. Every dependency is ``async def``:
+FastAPI runs a plain ``def`` dependency in a worker thread, which costs more than the rest of
+a fast request.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
 from items_service.db import Database
 from items_service.items.errors import ItemNotFound
-from svckit.bearer import Claims
+from items_service.models import BIGINT_MAX
+from svckit.bearer import NotAuthenticated, oauth2_scheme, verify_bearer
+from svckit.tokens import AccessClaims, TokenVerifier
 
-__all__ = ["BIGINT_MAX", "Claims", "DatabaseDep", "ItemId", "PageParams", "PageQuery"]
+__all__ = ["After", "Claims", "ItemIdPath", "Limit", "Skip", "database", "valid_item_id"]
 
-BIGINT_MAX = 2**63 - 1
 MAX_PAGE_SIZE = 100
 
 
-def get_database(request: Request) -> Database:
+def database(request: Request) -> Database:
+    """The app's pool (built in the lifespan)."""
     db: Database = request.app.state.db
     return db
 
 
-DatabaseDep = Annotated[Database, Depends(get_database)]
+async def required_claims(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> AccessClaims:
+    """Verified bearer claims; 401 without a token or with a bad one, 503 without keys.
+
+    svckit's ``Claims`` with the same scheme and errors, minus its thread hop (its
+    ``token_verifier`` dependency is a plain ``def``).
+    """
+    if not token:
+        raise NotAuthenticated()
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verify_bearer(verifier, token)
 
 
-def item_id(item_id: Annotated[int, Path(description="The item's id")]) -> int:
-    # An integer that no item can have is "not found", not a database error.
+Claims = Annotated[AccessClaims, Depends(required_claims)]
+
+ItemIdPath = Annotated[int, Path(description="The item's id")]
+
+
+def valid_item_id(item_id: int) -> int:
+    """An integer that no item can have is "not found" (never a database error)."""
     if not 1 <= item_id <= BIGINT_MAX:
         raise ItemNotFound()
     return item_id
 
 
-ItemId = Annotated[int, Depends(item_id)]
-
-
-@dataclass(frozen=True, slots=True)
-class PageParams:
-    skip: int
-    limit: int
-    after: int
-
-
-def page_params(
-    skip: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Items to skip")] = 0,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (1..100)")
-    ] = MAX_PAGE_SIZE,
-    after: Annotated[
-        int | None,
-        Query(
-            ge=0,
-            le=BIGINT_MAX,
-            description="Keyset cursor: only items with an id greater than this. Follow the "
-            '`Link: rel="next"` header rather than building it; `skip` then counts from here.',
-        ),
-    ] = None,
-) -> PageParams:
-    return PageParams(skip=skip, limit=limit, after=after or 0)
-
-
-PageQuery = Annotated[PageParams, Depends(page_params)]
+Skip = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Items to skip")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (1..100)")]
+After = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=BIGINT_MAX,
+        description="Keyset cursor: only items with an id greater than this, in constant time "
+        'at any depth. Follow the `Link: rel="next"` header rather than building it; `skip` '
+        "then counts from the cursor.",
+    ),
+]

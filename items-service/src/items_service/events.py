@@ -43,7 +43,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from items_service.auth import DeletedUsers
 from items_service.db import Database
-from items_service.models import COUNTER_SHARDS
+from items_service.models import BIGINT_MAX, COUNTER_SHARDS
 from svckit.db import is_connection_error
 
 logger = logging.getLogger("items_service.events")
@@ -55,7 +55,6 @@ else:
     RedisClient = aioredis.Redis
 
 USER_DELETED = "user.deleted"
-BIGINT_MAX = 2**63 - 1
 
 # Deletes the user's items, takes them off the counters and records the user, atomically.
 _DELETE_USER = f"""

@@ -44,3 +44,6 @@ class Settings(ServiceSettings):
 
     # How often other replicas' user deletions are picked up from the database.
     deleted_users_refresh_seconds: float = Field(default=5.0, gt=0)
+
+    # Return freed heap to the OS this often (glibc malloc_trim); 0 turns it off.
+    memory_trim_seconds: float = Field(default=60.0, ge=0)

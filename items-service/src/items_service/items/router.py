@@ -10,7 +10,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
 
-from items_service.deps import Claims, DatabaseDep, ItemId, PageQuery
+from items_service.deps import (
+    After,
+    Claims,
+    ItemIdPath,
+    Limit,
+    Skip,
+    database,
+    valid_item_id,
+)
 from items_service.items import service
 from items_service.items.preconditions import etag, if_match_versions, if_none_match_hits
 from items_service.items.schemas import (
@@ -22,6 +30,7 @@ from items_service.items.schemas import (
     render_item,
     render_items,
 )
+from svckit.tokens import AccessClaims
 
 router = APIRouter(prefix="/items", tags=["items"])
 
@@ -76,11 +85,13 @@ def _item_response(row: Any) -> Response:
     summary="List items",
     responses={200: {"headers": _PAGE_HEADERS}, 422: _ERROR, 503: _ERROR},
 )
-async def list_items(request: Request, db: DatabaseDep, page: PageQuery) -> Response:
+async def list_items(
+    request: Request, skip: Skip = 0, limit: Limit = 100, after: After = None
+) -> Response:
     """All items by ascending id. Page with `skip`/`limit`, or with the keyset cursor `after`
     (constant time at any depth) by following the `Link: rel="next"` header."""
-    result = await service.list_items(db, after=page.after, limit=page.limit, skip=page.skip)
-    return _page_response(request, result, page.limit)
+    result = await service.list_items(database(request), after=after or 0, limit=limit, skip=skip)
+    return _page_response(request, result, limit)
 
 
 @router.get(
@@ -90,13 +101,13 @@ async def list_items(request: Request, db: DatabaseDep, page: PageQuery) -> Resp
     responses={200: {"headers": _PAGE_HEADERS}, 422: _ERROR, **_AUTH_ERRORS},
 )
 async def list_my_items(
-    request: Request, db: DatabaseDep, claims: Claims, page: PageQuery
+    request: Request, claims: Claims, skip: Skip = 0, limit: Limit = 100, after: After = None
 ) -> Response:
     """The caller's items by ascending id, paged like `GET /items/`."""
     result = await service.list_owned_items(
-        db, claims.user_id, after=page.after, limit=page.limit, skip=page.skip
+        database(request), claims.user_id, after=after or 0, limit=limit, skip=skip
     )
-    return _page_response(request, result, page.limit)
+    return _page_response(request, result, limit)
 
 
 @router.post(
@@ -105,9 +116,9 @@ async def list_my_items(
     summary="Create an item",
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, 422: _ERROR, **_AUTH_ERRORS},
 )
-async def create_item(db: DatabaseDep, claims: Claims, data: ItemCreate) -> Response:
+async def create_item(request: Request, claims: Claims, data: ItemCreate) -> Response:
     """Create an item owned by the caller."""
-    return _item_response(await service.create_item(db, data, claims.user_id))
+    return _item_response(await service.create_item(database(request), data, claims.user_id))
 
 
 @router.get(
@@ -123,12 +134,12 @@ async def create_item(db: DatabaseDep, claims: Claims, data: ItemCreate) -> Resp
     },
 )
 async def read_item(
-    db: DatabaseDep,
-    item_id: ItemId,
+    request: Request,
+    item_id: ItemIdPath,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One item, with its `ETag` (304 when `If-None-Match` matches it)."""
-    row = await service.get_item(db, item_id)
+    row = await service.get_item(database(request), valid_item_id(item_id))
     tag = etag(row["id"], row["version"])
     if if_none_match_hits(if_none_match, tag):
         return Response(status_code=304, headers={"ETag": tag})
@@ -145,10 +156,11 @@ _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _update(
-    db: DatabaseDep, claims: Claims, item_id: ItemId, data: ItemUpdate, if_match: str | None
+    request: Request, claims: AccessClaims, item_id: int, data: ItemUpdate, if_match: str | None
 ) -> Response:
+    item_id = valid_item_id(item_id)
     row = await service.update_item(
-        db, item_id, data, claims, if_match=if_match_versions(if_match, item_id)
+        database(request), item_id, data, claims, if_match=if_match_versions(if_match, item_id)
     )
     return _item_response(row)
 
@@ -160,15 +172,15 @@ async def _update(
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, **_WRITE_RESPONSES},
 )
 async def replace_item(
-    db: DatabaseDep,
+    request: Request,
     claims: Claims,
-    item_id: ItemId,
+    item_id: ItemIdPath,
     data: Annotated[ItemUpdate, Body()],
     if_match: IfMatch = None,
 ) -> Response:
     """Owner or admin. Like PATCH: fields left out keep their value. Send `If-Match` with the
     ETag you read to be sure nobody changed the item in between."""
-    return await _update(db, claims, item_id, data, if_match)
+    return await _update(request, claims, item_id, data, if_match)
 
 
 @router.patch(
@@ -178,15 +190,15 @@ async def replace_item(
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, **_WRITE_RESPONSES},
 )
 async def update_item(
-    db: DatabaseDep,
+    request: Request,
     claims: Claims,
-    item_id: ItemId,
+    item_id: ItemIdPath,
     data: Annotated[ItemUpdate, Body()],
     if_match: IfMatch = None,
 ) -> Response:
     """Owner or admin. Fields left out keep their value; `If-Match` guards against lost
     updates."""
-    return await _update(db, claims, item_id, data, if_match)
+    return await _update(request, claims, item_id, data, if_match)
 
 
 @router.delete(
@@ -196,8 +208,11 @@ async def update_item(
     responses=_WRITE_RESPONSES,
 )
 async def delete_item(
-    db: DatabaseDep, claims: Claims, item_id: ItemId, if_match: IfMatch = None
+    request: Request, claims: Claims, item_id: ItemIdPath, if_match: IfMatch = None
 ) -> Message:
     """Owner or admin."""
-    await service.delete_item(db, item_id, claims, if_match=if_match_versions(if_match, item_id))
+    item_id = valid_item_id(item_id)
+    await service.delete_item(
+        database(request), item_id, claims, if_match=if_match_versions(if_match, item_id)
+    )
     return Message(message="Item deleted")
