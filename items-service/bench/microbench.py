@@ -49,7 +49,7 @@ def run_wrk(
     url: str, script: Path | None, *, duration: int, connections: int, pids: list[int]
 ) -> str:
     cpu_before = cpu_seconds(pids)
-    args = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+    args = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script is not None:
         args += ["-s", str(script)]
     result = subprocess.run([*args, url], capture_output=True, text=True, check=True)  # noqa: S603

@@ -20,7 +20,7 @@ from asyncpg import Record
 from items_service.db import Database
 from items_service.items.errors import ItemChanged, ItemNotFound, NotItemOwner, UserDeleted
 from items_service.items.schemas import ItemCreate, ItemUpdate
-from items_service.models import COUNTER_SHARDS
+from items_service.models import BIGINT_MAX, COUNTER_SHARDS
 from svckit.tokens import AccessClaims
 
 # Columns of a rendered item (schemas.ItemRead), plus the version for ETags.
@@ -46,8 +46,9 @@ FROM (
 ) AS t
 LEFT JOIN (
     SELECT {_ITEM} FROM items
-    WHERE owner_id = $1::bigint AND id > $2::bigint
-    ORDER BY id LIMIT $3::bigint OFFSET $4::bigint
+    WHERE (owner_id, id) > ($1::bigint, $2::bigint)
+      AND (owner_id, id) <= ($1::bigint, {BIGINT_MAX})
+    ORDER BY owner_id, id LIMIT $3::bigint OFFSET $4::bigint
 ) AS i ON true
 ORDER BY i.id
 """  # noqa: S608
