@@ -35,7 +35,8 @@ class BenchOptions:
     duration: float = 10.0
     warmup: float = 2.0
     repeats: int = 3
-    login_duration: float = 15.0
+    # Logins answer in seconds under a flood: long enough runs to reach the steady state.
+    login_duration: float = 30.0
     latency_duration: float = 10.0
     growth_sizes: tuple[int, ...] = FULL_GROWTH_SIZES
     growth_duration: float = 4.0

@@ -14,7 +14,7 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -56,6 +56,17 @@ async def _bounded(limit: int, jobs: Sequence[Callable[[], Awaitable[T]]]) -> li
     return await asyncio.gather(*(run(job) for job in jobs))
 
 
+async def _post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
+    """POST, retried while the service answers 503 (e.g. its hashing queue is full: seeding
+    at bcrypt cost 12 on a busy machine can outrun it); 2 minutes at most."""
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        response = await client.post(url, **kwargs)
+        if response.status_code != 503 or asyncio.get_running_loop().time() > deadline:
+            return response
+        await asyncio.sleep(min(float(response.headers.get("retry-after") or 1), 5.0))
+
+
 def _check(response: httpx.Response, what: str) -> httpx.Response:
     if response.status_code != 200:
         raise BenchError(
@@ -77,13 +88,13 @@ async def _seed(base_url: str, run_id: str, users: int, items: int) -> Seeded:
                 "password": password,
                 "full_name": f"Bench user {n}",
             }
-            data = _check(await client.post("/auth/register", json=body), "register").json()
+            data = _check(await _post(client, "/auth/register", json=body), "register").json()
             return int(data["id"]), username, password
 
         async def login(account: tuple[int, str, str]) -> User:
             user_id, username, password = account
             form = {"grant_type": "password", "username": username, "password": password}
-            data = _check(await client.post("/auth/token", data=form), "login").json()
+            data = _check(await _post(client, "/auth/token", data=form), "login").json()
             return User(user_id, username, password, data["access_token"])
 
         # bcrypt at cost 12 dominates; a few at a time keeps the hashing queue short.
@@ -94,7 +105,7 @@ async def _seed(base_url: str, run_id: str, users: int, items: int) -> Seeded:
             user = seeded[n % len(seeded)]
             body = {"title": f"Seed item {n}", "description": "Seeded through the gateway"}
             headers = {"Authorization": f"Bearer {user.token}"}
-            response = await client.post("/items/", json=body, headers=headers)
+            response = await _post(client, "/items/", json=body, headers=headers)
             return int(_check(response, "create item").json()["id"])
 
         item_ids = await _bounded(16, [functools.partial(create, n) for n in range(items)])
