@@ -127,8 +127,8 @@ def main() -> int:
         "ITEMS_JWKS_URL": jwks.url,
         "ITEMS_ISSUER": ISSUER,
         "ITEMS_EVENTS_ENABLED": "false",
-        "ITEMS_ACCESS_LOG": "false",
-        "ITEMS_LOG_LEVEL": "WARNING",
+        "ITEMS_ACCESS_LOG": os.environ.get("ITEMS_ACCESS_LOG", "true"),
+        "ITEMS_LOG_LEVEL": os.environ.get("ITEMS_LOG_LEVEL", "INFO"),
     }
     uvicorn = Path(sys.executable).parent / "uvicorn"
     server = subprocess.Popen(  # noqa: S603

@@ -424,3 +424,20 @@ async def _group_exists(redis: aioredis.Redis, stream: str) -> bool:
     except aioredis.ResponseError:
         return False
     return any(g["name"] in (GROUP, GROUP.encode()) for g in groups)
+
+
+async def test_idle_consumers_without_pending_entries_are_forgotten(
+    consumers: Any, redis: aioredis.Redis, db: Database, stream: str
+) -> None:
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    await redis.xreadgroup(GROUP, "exited-process", {stream: ">"})  # registers, reads nothing
+    await redis.xadd(stream, user_deleted(14))
+    await redis.xreadgroup(GROUP, "crashed-holding-one", {stream: ">"})
+    await asyncio.sleep(0.1)
+    consumer = start(consumers, claim_idle_seconds=60, forget_consumers_after_seconds=0.05)
+
+    async def only_live_ones_left() -> bool:
+        names = {c["name"] for c in await redis.xinfo_consumers(stream, GROUP)}
+        return names == {b"crashed-holding-one", consumer.consumer.encode()}
+
+    await eventually(only_live_ones_left)

@@ -182,6 +182,7 @@ class UserEventsConsumer:
         max_attempts: int = 5,
         max_deliveries: int = 10,
         backoff_max_seconds: float = 30.0,
+        forget_consumers_after_seconds: float = 3600.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.redis = redis
@@ -197,6 +198,7 @@ class UserEventsConsumer:
         self.max_attempts = max_attempts
         self.max_deliveries = max_deliveries
         self.backoff_max = backoff_max_seconds
+        self.forget_after_ms = int(forget_consumers_after_seconds * 1000)
         self._sleep = sleep
         self._read_own_pending = True
         self._next_claim = 0.0
@@ -321,7 +323,29 @@ class UserEventsConsumer:
                 await self._handle((message_id, fields), await self._deliveries(message_id))
                 handled += 1
             if cursor in (b"0-0", "0-0") or not claimed:
+                await self._forget_idle_consumers()
                 return handled
+
+    async def _forget_idle_consumers(self) -> None:
+        """Remove consumers of exited processes (every start adds one) once they hold no
+        pending entries and have been idle for long. A live consumer removed by mistake
+        would simply be recreated by its next read."""
+        # (types-redis leaves these two commands untyped)
+        consumers = await self.redis.xinfo_consumers(  # type: ignore[no-untyped-call]
+            self.stream, self.group
+        )
+        for info in consumers:
+            name = info["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if (
+                name != self.consumer
+                and int(info["pending"]) == 0
+                and int(info["idle"]) > self.forget_after_ms
+            ):
+                await self.redis.xgroup_delconsumer(  # type: ignore[no-untyped-call]
+                    self.stream, self.group, name
+                )
+                logger.info("user events: removed an idle consumer", extra={"consumer": name})
 
     # ------------------------------------------------------------------ handling
 
