@@ -52,6 +52,14 @@ def test_smoke_report_has_every_scenario(smoke: tuple[dict[str, Any], Path, floa
             assert len(workers) == results["config"]["workers_per_service"]
             assert all(10 < mb < 2000 for mb in workers), workers
         assert run["jwks_fetches"] >= 0
+        assert 0 < run["cpu"]["stack_cores"] <= run["cpu"]["machine_busy_cores"] + 0.2
+    for key in READS:
+        per_request = results["scenarios"][key]["cpu_us_per_request"]
+        assert per_request["items-service"] > 0, per_request
+    scenarios = results["scenarios"]
+    # The gateway's share shows up where requests go through it, not on the direct path.
+    via_gateway = scenarios["read"]["cpu_us_per_request"]["traefik"]
+    assert via_gateway > 5 * scenarios["read_direct"]["cpu_us_per_request"]["traefik"]
 
 
 def test_read_scenarios_answer_every_request(smoke: tuple[dict[str, Any], Path, float]) -> None:

@@ -116,6 +116,21 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _TICKS
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it."""
+    out = [pid]
+    for child in _children(pid):
+        out += descendants(child)
+    return out
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all CPUs together."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / _TICKS, sum(fields) / _TICKS
+
+
 def wait_idle(
     pids: Iterable[int], *, threshold: float = 0.1, timeout: float = 20.0, interval: float = 0.5
 ) -> float:

@@ -98,6 +98,36 @@ def _scenarios_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+_CPU_COMPONENTS = ("items-service", "auth-service", "traefik", "postgres", "redis")
+
+
+def _cpu_table(results: dict[str, Any]) -> list[str]:
+    scenarios = results["scenarios"]
+    cores = results["calibration"]["cores"]
+    keys = [k for k in _ORDER if "cpu_us_per_request" in scenarios.get(k, {})]
+    if not keys:
+        return ["(not measured in this run)"]
+    lines = [
+        "| # | scenario | "
+        + " | ".join(f"{c} µs" for c in _CPU_COMPONENTS)
+        + f" | total µs | ceiling on {cores} idle cores | stack used cores | machine busy cores |",
+        "|---|---|" + "---|" * (len(_CPU_COMPONENTS) + 4),
+    ]
+    for key in keys:
+        s = scenarios[key]
+        number, title = _TITLES[key]
+        per = s["cpu_us_per_request"]
+        total = sum(per.get(c, 0) for c in _CPU_COMPONENTS)
+        ceiling = f"{cores * 1e6 / total:,.0f} req/s" if total else "-"
+        lines.append(
+            f"| {number} | {title} | "
+            + " | ".join(f"{per.get(c, 0):,.0f}" for c in _CPU_COMPONENTS)
+            + f" | {total:,.0f} | {ceiling} | {s['stack_cores']:.2f} "
+            f"| {s['machine_busy_cores']:.2f} |"
+        )
+    return lines
+
+
 def _growth_table(results: dict[str, Any]) -> list[str]:
     conns = results["config"]["connections"]
     lines = [
@@ -146,6 +176,18 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
         "JWKS fetches are items-service's fetches during the scenario, all rounds.",
         "",
         *_scenarios_table(results),
+        "",
+        "### CPU per request",
+        "",
+        "CPU time (user + system, from `/proc/<pid>/stat`) each part of the stack spent per "
+        "request during the scenario, medians of the rounds: unlike req/s, this hardly "
+        "depends on what else the machine runs. *ceiling* is what the stack could serve if "
+        "it had every core to itself and nothing else ran (wrk included). *stack used* vs "
+        "*machine busy* shows how much of the machine the stack got: the difference is wrk "
+        "and any other tenant of the machine. For scenario 6 the costs are per request of "
+        "both load generators together.",
+        "",
+        *_cpu_table(results),
         "",
         f"Hashing limit: {cal['cores']} cores ÷ {cal['bcrypt_verify_ms']:.0f} ms per bcrypt "
         f"verify (cost 12, measured in this run) = {cal['hashing_limit_rps']:.2f} logins/s.",

@@ -118,15 +118,53 @@ class BenchRun:
             "login", "/auth/token", users=[(u.username, u.password) for u in seeded.users]
         )
 
+    def components(self) -> dict[str, list[int]]:
+        """Process ids of each part of the stack, for CPU accounting."""
+        out: dict[str, list[int]] = {}
+        for name, component in (
+            ("items-service", ITEMS),
+            ("auth-service", AUTH),
+            ("traefik", "gateway"),
+            ("redis", "redis"),
+        ):
+            pid = self.stack.pid(component)
+            if pid is not None:
+                out[name] = probes.descendants(pid)
+        postmaster = self.stack.data_dir / "postgres" / "postmaster.pid"
+        if postmaster.exists():  # embedded PostgreSQL; its backends come and go
+            out["postgres"] = probes.descendants(int(postmaster.read_text().split()[0]))
+        return out
+
     def _measure(
         self, key: str, run: Callable[[], dict[str, WrkResult]], round_no: int
     ) -> dict[str, WrkResult]:
         self.settle()
         jwks_before = self.jwks_fetches()
+        components = self.components()
+        cpu_before = {name: probes.cpu_seconds(pids) for name, pids in components.items()}
+        busy_before, total_before = probes.machine_cpu_seconds()
         results = run()
+        busy_after, total_after = probes.machine_cpu_seconds()
+        # Postgres backends that ended during the run are missed: a small undercount.
+        components = self.components()
+        cpu = {
+            name: probes.cpu_seconds(pids) - cpu_before.get(name, 0.0)
+            for name, pids in components.items()
+        }
         jwks_after = self.jwks_fetches()
         rss = self.rss()
         fetched = sum(jwks_after.get(pid, 0) - jwks_before.get(pid, 0) for pid in jwks_after)
+        wall = (total_after - total_before) / (os.cpu_count() or 1)
+        stack_cpu = sum(max(v, 0.0) for v in cpu.values())
+        machine = {
+            "wall_s": round(wall, 2),
+            "machine_busy_cores": round((busy_after - busy_before) / wall, 2) if wall else 0.0,
+            "stack_cores": round(stack_cpu / wall, 2) if wall else 0.0,
+        }
+        requests = sum(r.requests for r in results.values())
+        cpu_us = {
+            name: round(max(v, 0.0) / requests * 1e6) if requests else 0 for name, v in cpu.items()
+        }
         for name, result in results.items():
             self.recorder.add(
                 name,
@@ -135,12 +173,16 @@ class BenchRun:
                     **result.as_dict(),
                     "rss_mb": rss,
                     "jwks_fetches": fetched,
+                    # Both wrk runs of scenario 6 share the stack: its CPU is per request of both.
+                    "cpu_us_per_request": cpu_us,
+                    "cpu": machine,
                 },
             )
             self.say(
                 f"  {name:<16} {result.rps:8.1f} req/s  p50 {result.latency_ms['p50']:7.2f} ms"
                 f"  p99 {result.latency_ms['p99']:8.2f} ms  errors {result.errors}"
-                f"  non-2xx {result.non_2xx}"
+                f"  non-2xx {result.non_2xx}  stack {machine['stack_cores']:.2f} of "
+                f"{machine['machine_busy_cores']:.2f} busy cores"
             )
         return results
 
@@ -300,6 +342,21 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "timeouts": sum(r["timeouts"] for r in runs),
         "non_2xx": sum(r["non_2xx"] for r in runs),
         "statuses": _sum_statuses(r["statuses"] for r in runs),
+        **_cpu_summary(runs),
+    }
+
+
+def _cpu_summary(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    measured = [r for r in runs if "cpu" in r]
+    if not measured:
+        return {}
+    names = sorted({name for r in measured for name in r["cpu_us_per_request"]})
+    return {
+        "cpu_us_per_request": {
+            name: _median(r["cpu_us_per_request"].get(name, 0) for r in measured) for name in names
+        },
+        "stack_cores": _median(r["cpu"]["stack_cores"] for r in measured),
+        "machine_busy_cores": _median(r["cpu"]["machine_busy_cores"] for r in measured),
     }
 
 
