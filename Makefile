@@ -8,7 +8,8 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
-export UV_PYTHON ?= $(shell command -v $(PYTHON))
+# The real interpreter, not a shim: uv compares it with the venv's and would rebuild the venv.
+export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
 export UV_PYTHON_DOWNLOADS ?= never
 PYTEST := $(UV) run --locked pytest
 

@@ -8,10 +8,7 @@ rows and can assert exact totals. PostgreSQL and Redis are real (svckit's pytest
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -27,7 +24,6 @@ from sqlalchemy.engine import make_url
 from items_service.app import create_app
 from items_service.cli import upgrade
 from items_service.settings import Settings
-from svckit.testing import plugin as svckit_plugin
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
 from svckit.testing.servers import libpq_url, with_database
 
@@ -39,24 +35,6 @@ def run_in_thread(fn: Any, *args: Any) -> Any:
     """Run blocking ``fn`` (Alembic runs its own event loop) off the test's event loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(fn, *args).result()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _docker_probe_without_leaks() -> None:
-    """Work around svckit's Docker probe leaking a socket when no Docker engine answers.
-
-    ``svckit.testing.servers.docker_available()`` lets ``docker.from_env()`` raise inside the
-    client's constructor, so the client's Unix socket is never closed; whenever it is garbage
-    collected its ResourceWarning fails an unrelated test (warnings are errors). Run the
-    (cached) probe first and collect its garbage here, ignoring only unclosed-socket warnings.
-    """
-    probe = getattr(svckit_plugin, "_docker_answers", None)
-    if probe is None or (os.environ.get("TEST_POSTGRES_URL") and os.environ.get("TEST_REDIS_URL")):
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "unclosed <socket", ResourceWarning)
-        probe()
-        gc.collect()
 
 
 @pytest.fixture(scope="session")

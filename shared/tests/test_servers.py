@@ -160,3 +160,47 @@ def test_embedded_redis_on_a_port_of_another_redis(redis_url: str) -> None:
             server.start(timeout=5)
     finally:
         server.stop()
+
+
+def test_docker_probe_answers_false_without_an_engine_and_leaks_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import warnings
+
+    from svckit.testing.servers import docker_available
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-such.sock'}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert docker_available(timeout=0.2) is False
+    monkeypatch.setenv("DOCKER_HOST", "ssh://somewhere")
+    assert docker_available(timeout=0.2) is False
+
+
+def test_docker_probe_recognises_an_engine_answering_ping(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import socket
+    import threading
+
+    from svckit.testing.servers import docker_available
+
+    path = str(tmp_path / "docker.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1024)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+        assert docker_available(timeout=2) is True
+    finally:
+        thread.join(2)
+        server.close()

@@ -49,7 +49,7 @@ class VerificationUnavailable(ServiceError):
         super().__init__(headers={"Retry-After": "5"})
 
 
-def token_verifier(request: Request) -> TokenVerifier:
+async def token_verifier(request: Request) -> TokenVerifier:
     """The app's verifier; 503 (not a 500) while the lifespan has not set one."""
     verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
     if verifier is None:
