@@ -77,8 +77,8 @@ def _scenarios_table(results: dict[str, Any]) -> list[str]:
     conns = results["config"]["connections"]
     lines = [
         "| # | scenario | conns | req/s | ok/s | p50 ms | p99 ms | max ms | errors | non-2xx "
-        "| RSS auth MB | RSS items MB | JWKS fetches |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| RSS auth MB | RSS items MB | JWKS fetches | rounds: req/s (stack / busy cores) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     scenarios = results["scenarios"]
     for key in [k for k in _ORDER if k in scenarios]:
@@ -93,7 +93,7 @@ def _scenarios_table(results: dict[str, Any]) -> list[str]:
             f"| {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['max_ms']:,.0f} | {s['errors']} "
             f"| {non_2xx} | {_rss(last['rss_mb'], 'auth-service')} "
             f"| {_rss(last['rss_mb'], 'items-service')} "
-            f"| {sum(r['jwks_fetches'] for r in s['runs'])} |"
+            f"| {sum(r['jwks_fetches'] for r in s['runs'])} | {_rounds(s['runs'])} |"
         )
     return lines
 
@@ -110,22 +110,37 @@ def _cpu_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| # | scenario | "
         + " | ".join(f"{c} µs" for c in _CPU_COMPONENTS)
-        + f" | total µs | ceiling on {cores} idle cores | stack used cores | machine busy cores |",
-        "|---|---|" + "---|" * (len(_CPU_COMPONENTS) + 4),
+        + f" | total µs | ceiling on {cores} idle cores | total µs, every round |",
+        "|---|---|" + "---|" * (len(_CPU_COMPONENTS) + 3),
     ]
+
+    def total(per: dict[str, float]) -> float:
+        return sum(per.get(c, 0) for c in _CPU_COMPONENTS)
+
     for key in keys:
         s = scenarios[key]
         number, title = _TITLES[key]
-        per = s["cpu_us_per_request"]
-        total = sum(per.get(c, 0) for c in _CPU_COMPONENTS)
-        ceiling = f"{cores * 1e6 / total:,.0f} req/s" if total else "-"
+        rounds = [r["cpu_us_per_request"] for r in s["runs"] if "cpu_us_per_request" in r]
+        best = min(rounds, key=total)
+        ceiling = f"{cores * 1e6 / total(best):,.0f} req/s" if total(best) else "-"
         lines.append(
             f"| {number} | {title} | "
-            + " | ".join(f"{per.get(c, 0):,.0f}" for c in _CPU_COMPONENTS)
-            + f" | {total:,.0f} | {ceiling} | {s['stack_cores']:.2f} "
-            f"| {s['machine_busy_cores']:.2f} |"
+            + " | ".join(f"{best.get(c, 0):,.0f}" for c in _CPU_COMPONENTS)
+            + f" | {total(best):,.0f} | {ceiling} | "
+            + ", ".join(f"{total(r):,.0f}" for r in rounds)
+            + " |"
         )
     return lines
+
+
+def _rounds(runs: list[dict[str, Any]]) -> str:
+    """Each round's rate and how much of the machine the stack had: shows the noise."""
+    parts = []
+    for run in runs:
+        cpu = run.get("cpu")
+        share = f" ({cpu['stack_cores']:.1f} / {cpu['machine_busy_cores']:.1f})" if cpu else ""
+        parts.append(f"{run['rps']:,.0f}{share}")
+    return ", ".join(parts)
 
 
 def _growth_table(results: dict[str, Any]) -> list[str]:
@@ -150,7 +165,7 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
     config, machine, cal = results["config"], results["machine"], results["calibration"]
     jwks = results["jwks"]
     growth_loads = ", ".join(
-        f"{g['size']:,} in {g['load_seconds']:.0f} s" for g in results["growth"]
+        f"{g['size']:,} in {g['load_seconds']:.1f} s" for g in results["growth"]
     )
     env = ", ".join(f"`{k}={v}`" for k, v in config["env"].items() if v)
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
@@ -179,13 +194,13 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
         "",
         "### CPU per request",
         "",
-        "CPU time (user + system, from `/proc/<pid>/stat`) each part of the stack spent per "
-        "request during the scenario, medians of the rounds: unlike req/s, this hardly "
-        "depends on what else the machine runs. *ceiling* is what the stack could serve if "
-        "it had every core to itself and nothing else ran (wrk included). *stack used* vs "
-        "*machine busy* shows how much of the machine the stack got: the difference is wrk "
-        "and any other tenant of the machine. For scenario 6 the costs are per request of "
-        "both load generators together.",
+        "CPU time (user + system, from `/proc/<pid>/stat`) that each part of the stack "
+        "spent per request, from the round where the total was lowest: on an oversubscribed "
+        "machine every request costs more CPU too (cache and scheduler contention: compare "
+        "the rounds in the last column with the stack/busy cores above), so the least "
+        "disturbed round is the best estimate of the stack's own cost. *ceiling* is what "
+        "that cost allows if the stack had every core to itself and nothing else ran, wrk "
+        "included. For scenario 6 the costs are per request of both load generators.",
         "",
         *_cpu_table(results),
         "",
@@ -213,6 +228,13 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
         "",
         "## Method",
         "",
+        "Run it with `make bench` (about 20 minutes; needs `wrk`, which it installs with "
+        "apt-get when it runs as root) or `make bench-smoke` (about a minute, what CI runs; "
+        "writes to `.data/bench-smoke/`, never here). `uv run devstack bench --help` lists "
+        "the knobs: `--rounds`, `--duration`, `--workers`, `--growth-sizes`, "
+        "`--env NAME=VALUE` for the stack (e.g. `AUTH_HASHING_CONCURRENCY=1`), and "
+        "`--render benchmarks.json` to rewrite this file from a run's JSON.",
+        "",
         "- `make bench` (`devstack bench`) starts the real stack with the launcher `make run` "
         f"uses (Traefik {machine['traefik']}, uvicorn without reload, "
         f"{config['workers_per_service']} workers per service, embedded PostgreSQL "
@@ -228,14 +250,16 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
         "bench data folder (random item ids and bearer tokens of the seeded users; "
         "statuses counted in a `response()` hook). Scenarios run in rounds, each round "
         "every scenario once in the same order, so slow drifts of the machine hit all "
-        "paths alike; before each measurement the bench waits until the CPUs are idle.",
+        "paths alike; before each measurement the bench waits (20 s at most) until the "
+        "stack's own processes are idle, e.g. until logins queued by the last run drained.",
         "- Scenario 6 runs scenario 3 and the login flood (scenario 5) at the same time, "
         "two wrk processes at the full connection count each; its read share is the median "
         "over rounds of mixed ÷ solo reads of the same round.",
         "- RSS: `VmRSS` of each uvicorn worker process (children of the uvicorn master). "
         "JWKS fetches: `items_jwks_fetches_total{pid}` on items-service's `/metrics`, "
         "scraped until every worker has answered.",
-        "- Everything shares the machine: wrk, Traefik, both services, PostgreSQL, Redis.",
+        "- Everything shares the machine: wrk, Traefik, both services, PostgreSQL, Redis, "
+        "and whatever else runs on it (see the stack / busy cores of each round).",
         "",
         "## Machine",
         "",

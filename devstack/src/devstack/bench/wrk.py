@@ -57,7 +57,9 @@ def wrk_version(binary: Path) -> str:
     result = subprocess.run(
         [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
     )
-    return (result.stdout + result.stderr).splitlines()[0].strip() if result.stdout else ""
+    first = (result.stdout + result.stderr).strip().splitlines()[:1]
+    # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer" -> "wrk debian/4.1.0-3+b2"
+    return " ".join(first[0].split()[:2]) if first else "wrk"
 
 
 # --------------------------------------------------------------------------- Lua scripts
