@@ -303,7 +303,7 @@ class Stack:
 
     def _start(self) -> None:
         self._preflight()
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._start_postgres()
         self._create_databases()
         self._start_redis()
