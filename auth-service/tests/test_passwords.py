@@ -175,3 +175,56 @@ async def test_logins_beyond_the_hashing_queue_answer_503(app_context, fresh_dat
     busy = next(r for r in responses if r.status_code == 503)
     assert busy.headers["retry-after"] == "1"
     assert busy.json()["code"] == "busy"
+
+
+async def test_a_held_slot_is_reused_inside_and_makes_others_wait():
+    hasher = PasswordHasher(rounds=4, concurrency=1, queue_timeout=0.05)
+    try:
+        async with hasher.slot():
+            # Hashes inside the block use the slot already held (no self-deadlock)...
+            assert (await hasher.verify("Corr3ct-Horse!", None)).ok is False
+            assert (await hasher.hash("Corr3ct-Horse!")).startswith("$bcrypt-sha256$")
+            # ...while another task finds no free slot and is told so quickly.
+            with pytest.raises(HashingBusy):
+                await asyncio.create_task(hasher.hash("Another-0ne!"))
+        assert (await hasher.hash("Another-0ne!")).startswith("$bcrypt-sha256$")
+    finally:
+        hasher.close()
+
+
+async def test_logins_waiting_for_a_hashing_slot_hold_no_database_connection(
+    app_context, fresh_database_url
+):
+    """A login flood must not drain the pool every other request needs."""
+    from .helpers import PASSWORD, register
+
+    async with app_context(
+        use_database=False,
+        database_url=fresh_database_url,
+        bcrypt_rounds=4,
+        hashing_concurrency=1,
+        hashing_queue_timeout_seconds=5,
+        db_pool_size=1,
+        db_max_overflow=0,
+        db_connect_timeout_seconds=1,
+        login_throttle_max_failures=1000,
+    ) as (app, client):
+        user = await register(client)
+        login = await client.post(
+            "/auth/token", data={"username": user["username"], "password": PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        hasher = app.state.runtime.hasher
+        form = {"username": user["username"], "password": "Wr0ng-Passw0rd!"}
+        async with hasher.slot():
+            waiting = [asyncio.create_task(client.post("/auth/token", data=form)) for _ in range(3)]
+            await asyncio.sleep(0.3)
+            # The only pool connection is still free for everyone else.
+            started = time.perf_counter()
+            me = await client.get("/auth/me", headers=bearer)
+            assert me.status_code == 200, me.text
+            assert time.perf_counter() - started < 1
+            assert not any(task.done() for task in waiting)
+        responses = await asyncio.gather(*waiting)
+    assert [r.status_code for r in responses] == [401, 401, 401]

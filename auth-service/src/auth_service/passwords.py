@@ -9,6 +9,9 @@
 * bcrypt releases the GIL, so hashing runs in a small thread pool. A semaphore bounds the
   number of hashes in flight; a caller that cannot get a slot within the queue timeout gets
   :class:`HashingBusy` (503 with ``Retry-After``) instead of waiting behind a long queue.
+  A login takes its slot (:meth:`PasswordHasher.slot`) *before* it touches the database, so
+  logins queued behind the hashes hold no database connection: a login flood cannot drain the
+  pool that key reloads, the outbox relay and every other request need.
 * :meth:`PasswordHasher.verify` with no stored hash verifies against a dummy hash, so a
   login for an unknown user costs the same as a wrong password.
 """
@@ -18,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import unicodedata
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -66,6 +70,9 @@ class PasswordHasher:
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hash")
         self._queue_timeout = queue_timeout
         self._dummy_hash: str | None = None
+        # Tasks holding a slot through slot(); a task, not a context variable, since tasks
+        # created inside the block copy the context but must queue like everyone else.
+        self._holders: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         """Compute the dummy hash unknown-user logins are verified against."""
@@ -74,16 +81,35 @@ class PasswordHasher:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+    async def _acquire(self) -> None:
         try:
             async with asyncio.timeout(self._queue_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise HashingBusy() from None
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one hashing slot for a whole block (the hashes inside it reuse the slot).
+
+        Raises :class:`HashingBusy` when no slot frees up within the queue timeout.
+        """
+        task = asyncio.current_task()
+        if task is not None and task in self._holders:
+            yield
+            return
+        await self._acquire()
+        if task is not None:
+            self._holders.add(task)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            yield
         finally:
+            self._holders.discard(task)
             self._slots.release()
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        async with self.slot():
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._context.hash, normalise(password))

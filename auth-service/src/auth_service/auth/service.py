@@ -37,10 +37,12 @@ async def authenticate(
     """
     throttle = runtime.throttle
     await throttle.check(identifier)
-    user = await users.find_for_login(session, identifier)
-    verification = await runtime.hasher.verify(
-        password, user.hashed_password if user is not None else None
-    )
+    # The hashing slot first: a login waiting for one holds no database connection.
+    async with runtime.hasher.slot():
+        user = await users.find_for_login(session, identifier)
+        verification = await runtime.hasher.verify(
+            password, user.hashed_password if user is not None else None
+        )
     if user is None or not verification.ok:
         await throttle.record_failure(identifier)
         raise BadCredentials()
