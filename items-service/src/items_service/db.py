@@ -13,6 +13,7 @@ connection is discarded and the next checkout reconnects, so the service recover
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -88,5 +89,16 @@ class Database:
     async def ping(self) -> bool:
         return bool(await self.fetchval("SELECT 1"))
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool; connections still busy after ``timeout`` are terminated.
+
+        asyncpg's graceful close waits for every acquired connection to come back, which a
+        connection stuck on a database that went away mid-query may never do: shutdown must
+        not hang on it.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self.pool.close()
+        except TimeoutError:
+            logger.warning("database pool did not close in time; terminating its connections")
+            self.pool.terminate()

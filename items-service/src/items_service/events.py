@@ -163,6 +163,18 @@ def default_consumer_name() -> str:
 Entry = tuple[bytes, dict[bytes, bytes] | None]
 
 
+def _raise_if_cancelling() -> None:
+    """Honour a cancellation that a library swallowed.
+
+    redis-py's blocking reads can absorb the ``CancelledError`` of a task cancelled while it
+    waits (the read is retried), so a consumer would never stop on shutdown. The task still
+    records the request (``Task.cancelling()``), and this turns it back into the exception.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class UserEventsConsumer:
     """Reads the user-events stream in a consumer group and applies the events."""
 
@@ -212,12 +224,14 @@ class UserEventsConsumer:
         """Consume until cancelled, riding out Redis and database outages."""
         backoff = Backoff(cap=self.backoff_max)
         while True:
+            _raise_if_cancelling()
             try:
                 await self.ensure_group()
                 self.connected = True
                 while True:
                     await self.poll_once()
                     backoff.reset()
+                    _raise_if_cancelling()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
