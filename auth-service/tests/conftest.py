@@ -34,7 +34,7 @@ from auth_service.keys import store
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
 from svckit.settings import asyncpg_url
-from svckit.testing.servers import libpq_url, with_database
+from svckit.testing.servers import drop_database, libpq_url, with_database
 
 PASSWORD = "Corr3ct-Horse!"
 
@@ -63,14 +63,6 @@ async def _clone(admin_url: str, template: str, name: str) -> str:
     finally:
         await conn.close()
     return with_database(admin_url, name)
-
-
-async def _drop(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(libpq_url(admin_url), timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +98,7 @@ async def clone_database(
 
     yield make
     for name in created:
-        await _drop(postgres_admin_url, name)
+        await drop_database(postgres_admin_url, name)
 
 
 @pytest.fixture(scope="session")
