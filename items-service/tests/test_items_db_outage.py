@@ -13,12 +13,14 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -30,6 +32,7 @@ from items_service.db import Database
 from items_service.events import UserEventsConsumer
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
+from svckit.db import is_connection_error
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import create_database
 
@@ -209,3 +212,80 @@ async def test_consumer_waits_out_a_database_outage(
         await asyncio.gather(task, return_exceptions=True)
         await redis.aclose()
         await db.close()
+
+
+async def _terminate_soon(sql: asyncpg.Connection, pid: int, yields: int) -> asyncio.Task[Any]:
+    """Have the server end session ``pid`` while the caller's next query is on its way.
+
+    Varying ``yields`` moves the moment the server's FATAL error lands relative to that query,
+    which is how a PostgreSQL shutdown under load meets the pool's connections.
+    """
+    kill = asyncio.create_task(sql.fetchval("SELECT pg_terminate_backend($1)", pid))
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    return kill
+
+
+async def test_sessions_ended_by_the_server_are_connection_errors_and_never_reused(
+    database_url: str, jwks_server: JWKSServer, sql: asyncpg.Connection
+) -> None:
+    # One connection in the pool: a broken one handed out again would keep failing.
+    settings = make_settings(database_url, jwks_server.url, db_pool_size=1, db_max_overflow=0)
+    db = await Database.open(settings)
+    failures: list[Exception] = []
+
+    async def query(value: int) -> bool:
+        try:
+            assert await db.fetchval("SELECT $1::int", value) == value
+        except Exception as exc:
+            failures.append(exc)
+            return False
+        return True
+
+    try:
+        for i in range(120):
+            kill: asyncio.Task[Any] | None = None
+            try:
+                async with db.connection() as conn:
+                    await conn.fetchval("SELECT 1")
+                    kill = await _terminate_soon(sql, conn.get_server_pid(), i % 7)
+                    await conn.fetchval("SELECT $1::int", i)
+            except Exception as exc:
+                failures.append(exc)
+            if kill is not None:
+                assert await kill
+            # The ended session costs at most one more failed query (when the server's
+            # goodbye was still in flight); then the pool has a fresh connection.
+            assert await query(i) or await query(i)
+    finally:
+        await db.close()
+    assert failures, "the server never cut a query off"
+    # Every failure is one svckit answers with a 503, never a 500.
+    assert [exc for exc in failures if not is_connection_error(exc)] == []
+
+
+async def test_writes_racing_a_session_ended_by_the_server_get_503_not_500(
+    database_url: str, jwks_server: JWKSServer, sql: asyncpg.Connection, tokens: Tokens
+) -> None:
+    settings = make_settings(database_url, jwks_server.url, db_pool_size=1, db_max_overflow=0)
+    statuses: Counter[int] = Counter()
+
+    async def create(client: httpx.AsyncClient) -> int:
+        response = await client.post("/items/", json={"title": "t"}, headers=tokens.headers(1))
+        statuses[response.status_code] += 1
+        assert response.status_code in (200, 503), response.text
+        if response.status_code == 503:
+            assert response.json()["code"] == "database_unavailable"
+        return response.status_code
+
+    async with serve(settings) as (_app, client):
+        for i in range(60):
+            assert await create(client) == 200 or await create(client) == 200
+            pid = await sql.fetchval(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'items-service'"
+            )
+            kill = await _terminate_soon(sql, pid, i % 7)
+            await create(client)
+            assert await kill
+    assert statuses[503] > 0, statuses

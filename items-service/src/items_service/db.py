@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -68,22 +69,39 @@ class Database:
         )
         return cls(pool, acquire_timeout=settings.db_connect_timeout_seconds)
 
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection; one whose protocol lost step with the server is never reused.
+
+        When the server ends a session (shutdown, ``pg_terminate_backend``) between two of our
+        operations, asyncpg can see its unsolicited error half-way and raise
+        ``InternalClientError: cannot switch to state ...; another operation is in progress``
+        on the next query. That connection is done for: terminate it so the pool replaces it,
+        and let the error surface as the connection failure it is (svckit answers 503).
+        """
         async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            try:
+                yield conn
+            except asyncpg.exceptions.InternalClientError:
+                conn.terminate()
+                raise
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)
             return rows
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self.connection() as conn:
             row: asyncpg.Record | None = await conn.fetchrow(query, *args)
             return row
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self.connection() as conn:
             return await conn.fetchval(query, *args)
 
     async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+        async with self.connection() as conn:
             await conn.executemany(query, args)
 
     async def ping(self) -> bool:

@@ -96,6 +96,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # asyncpg's protocol fell out of step with the server, as when the server ends the session
+    # between two operations ("cannot switch to state ...; another operation is in progress")
+    asyncpg.exceptions.InternalClientError,
     # the service's own database or role is missing: unavailable to it, not a bug per request
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
