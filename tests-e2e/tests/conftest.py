@@ -4,20 +4,24 @@ With ``E2E_BASE_URL`` set (e.g. after ``docker compose up``) the suite drives th
 only the tests that need no control over the stack's processes run (the others are
 deselected with the ``needs_stack`` marker). Otherwise the real stack is started with the
 same launcher as ``make run`` (embedded PostgreSQL/Redis unless ``AUTH_DATABASE_URL``,
-``ITEMS_DATABASE_URL``, ``REDIS_URL`` are set), on free ports, in a temporary data folder.
+``ITEMS_DATABASE_URL``, ``REDIS_URL`` are set), on free ports, in a temporary data folder
+(kept, logs included, when ``E2E_KEEP_DATA`` is set). A failed test's report shows the error
+lines the services logged while it ran.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from devstack.config import StackConfig, repo_root
-from devstack.stack import Stack
+from devstack.stack import SERVICES, Stack
 from e2e.api import Client, Tokens, unique_username
 
 ADMIN_PASSWORD = "Adm1n!E2E-password"
@@ -82,7 +86,53 @@ def stack() -> Iterator[Stack | None]:
         with Stack(config) as running:
             yield running
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not os.environ.get("E2E_KEEP_DATA"):
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+_LOG_OFFSETS = pytest.StashKey[dict[Path, int]]()
+
+
+@pytest.fixture(autouse=True)
+def _remember_log_offsets(request: pytest.FixtureRequest, stack: Stack | None) -> None:
+    """Where the services' logs stood when the test began (see the report hook below)."""
+    if stack is not None:
+        paths = [stack.log_path(name) for name in SERVICES]
+        request.node.stash[_LOG_OFFSETS] = {
+            path: path.stat().st_size if path.exists() else 0 for path in paths
+        }
+
+
+def _error_lines(offsets: dict[Path, int], limit: int = 10) -> str:
+    found: list[str] = []
+    for path, offset in offsets.items():
+        with path.open("rb") as log:
+            log.seek(offset)
+            for line in log:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("level") in ("error", "critical"):
+                    trace = str(record.get("exc", ""))[-1500:]
+                    found.append(f"{path.stem}: {record.get('msg')} {trace}".rstrip())
+    return "\n".join(found[-limit:])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """A failed test's report carries the services' error lines logged while it ran.
+
+    The stack's logs are deleted with it, so in CI this is the only trace of a server-side
+    failure (an unhandled exception behind a 500, say).
+    """
+    report: pytest.TestReport = yield
+    offsets = item.stash.get(_LOG_OFFSETS, None)
+    if report.when == "call" and report.failed and offsets:
+        lines = _error_lines(offsets)
+        if lines:
+            report.sections.append(("services' error log lines", lines))
+    return report
 
 
 @pytest.fixture(scope="session")
