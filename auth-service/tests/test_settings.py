@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -8,10 +10,8 @@ REAL_PASSPHRASE = "a-long-and-random-passphrase-1"
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
-    import os
-
     for name in list(os.environ):
-        if name.startswith("AUTH_") or name == "REDIS_URL":
+        if name.startswith("AUTH_") or name in ("REDIS_URL", "WEB_CONCURRENCY"):
             monkeypatch.delenv(name)
 
 
@@ -25,7 +25,8 @@ def test_defaults_match_the_documented_conventions():
     assert settings.refresh_token_ttl_seconds == 1_209_600
     assert settings.jwks_max_age_seconds == 300
     assert settings.bcrypt_rounds == 12
-    assert settings.hashing_concurrency == 2
+    assert settings.hashing_concurrency is None
+    assert settings.hashing_queue_timeout_seconds == 2.0
     assert settings.items_url == "http://127.0.0.1:8002"
     assert settings.items_timeout_seconds == 1.0
     assert settings.events_stream == "user-events"
@@ -106,3 +107,15 @@ def test_key_retention_covers_token_lifetime_reload_and_leeway():
 def test_unsafe_values_are_refused(name, value):
     with pytest.raises(ValidationError):
         Settings(**{name: value})
+
+
+def test_hashing_threads_default_to_the_workers_share_of_the_cores(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    assert Settings().hashing_threads == cores
+    monkeypatch.setenv("WEB_CONCURRENCY", str(cores))
+    assert Settings().hashing_threads == 1
+    monkeypatch.setenv("WEB_CONCURRENCY", str(cores * 4))
+    assert Settings().hashing_threads == 1  # never none
+    monkeypatch.setenv("AUTH_HASHING_CONCURRENCY", "3")
+    assert Settings().hashing_threads == 3

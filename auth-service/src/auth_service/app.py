@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -18,6 +20,7 @@ from auth_service.wellknown import router as wellknown_router
 from svckit.app import install_common
 from svckit.health import Check
 from svckit.logs import configure_logging
+from svckit.memory import release_free_memory, release_periodically
 
 SERVICE = "auth-service"
 DESCRIPTION = """
@@ -45,9 +48,20 @@ def create_app(
         runtime = await Runtime.start(settings, clock=clock, database=database)
         app.state.runtime = runtime
         app.state.token_verifier = runtime.verifier
+        # Startup's garbage is freed now; give it back before the first request.
+        release_free_memory(collect=True)
+        trimming = (
+            asyncio.create_task(release_periodically(settings.memory_trim_seconds))
+            if settings.memory_trim_seconds
+            else None
+        )
         try:
             yield
         finally:
+            if trimming is not None:
+                trimming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await trimming
             await runtime.close()
 
     app = FastAPI(

@@ -69,7 +69,7 @@ class Runtime:
         http = httpx.AsyncClient(follow_redirects=False)
         hasher = PasswordHasher(
             rounds=settings.bcrypt_rounds,
-            concurrency=settings.hashing_concurrency,
+            concurrency=settings.hashing_threads,
             queue_timeout=settings.hashing_queue_timeout_seconds,
         )
         retention = timedelta(seconds=settings.key_retention_seconds)

@@ -6,6 +6,7 @@ read at import time: the app factory and the CLI construct :class:`Settings` exp
 
 from __future__ import annotations
 
+import os
 from typing import Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -50,8 +51,12 @@ class Settings(ServiceSettings):
 
     # Passwords
     bcrypt_rounds: int = Field(default=12, ge=4, le=20)
-    hashing_concurrency: int = Field(default=2, ge=1, le=64)
-    hashing_queue_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    hashing_concurrency: int | None = Field(default=None, ge=1, le=64)
+    hashing_queue_timeout_seconds: float = Field(default=2.0, gt=0, le=120)
+    # uvicorn's own variable for its worker count; the hashing default divides the cores by it
+    web_concurrency: int = Field(
+        default=1, ge=1, le=1024, validation_alias=AliasChoices("WEB_CONCURRENCY")
+    )
     password_min_length: int = Field(default=8, ge=1, le=128)
     password_require_uppercase: bool = True
     password_require_lowercase: bool = True
@@ -74,6 +79,8 @@ class Settings(ServiceSettings):
     outbox_relay_interval_seconds: float = Field(default=1.0, gt=0, le=300)
     outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
     maintenance_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # Return freed heap to the OS this often (glibc malloc_trim); 0 turns it off.
+    memory_trim_seconds: float = Field(default=60.0, ge=0)
 
     cors_origins: list[str] = Field(default_factory=list)
 
@@ -96,6 +103,19 @@ class Settings(ServiceSettings):
 
     def secrets_to_check(self) -> dict[str, SecretStr | None]:
         return {"AUTH_KEY_PASSPHRASE": self.key_passphrase}
+
+    @property
+    def hashing_threads(self) -> int:
+        """Password hashes computed at once in this worker.
+
+        ``AUTH_HASHING_CONCURRENCY``, else this worker's share of the CPU cores it may run on:
+        bcrypt releases the GIL, so one hashing thread per core keeps the CPU busy, and more
+        threads than cores only make every login slower.
+        """
+        if self.hashing_concurrency is not None:
+            return self.hashing_concurrency
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return max(1, (cores or 1) // self.web_concurrency)
 
     @property
     def activation_delay_seconds(self) -> int:

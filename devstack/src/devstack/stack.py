@@ -463,7 +463,8 @@ class Stack:
                     "5",
                 ],
                 self.log_path(name),
-                env=self.env(),
+                # uvicorn's worker-count variable, which auth-service sizes its hashing by
+                env={**self.env(), "WEB_CONCURRENCY": str(config.workers)},
             )
             self._processes[name] = process
         self._report(f"starting {name} on 127.0.0.1:{port}")

@@ -15,13 +15,13 @@ from items_service.auth import CachingTokenVerifier, DeletedUsers
 from items_service.db import Database
 from items_service.events import RedisClient, UserEventsConsumer, close_redis, connect_redis
 from items_service.items.router import router as items_router
-from items_service.memory import release_free_memory, release_periodically
 from items_service.metrics import install_items_metrics
 from items_service.settings import Settings
 from svckit.app import install_common
 from svckit.health import Check
 from svckit.jwks import JWKSCache
 from svckit.logs import configure_logging
+from svckit.memory import release_free_memory, release_periodically
 from svckit.request_id import outgoing_headers
 
 SERVICE = "items-service"

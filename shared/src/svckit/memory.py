@@ -14,7 +14,7 @@ import gc
 import logging
 from collections.abc import Callable
 
-logger = logging.getLogger("items_service.memory")
+logger = logging.getLogger("svckit.memory")
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:

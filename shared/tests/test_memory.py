@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from items_service import memory
+from svckit import memory
 
 
 def test_release_free_memory_trims_on_glibc() -> None:
