@@ -89,12 +89,15 @@ def test_missing_binary_gives_one_clear_message(tmp_path: Path) -> None:
 class RunningCli:
     """`devstack run` in the background, its output in a file."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *, sigint_ignored: bool = False) -> None:
         self.log = log
+        command = [str(DEVSTACK), "run"]
+        if sigint_ignored:
+            # As a background job of a script starts it: POSIX shells without job control
+            # start such jobs with SIGINT ignored, and exec keeps it ignored.
+            command = ["bash", "-c", 'trap "" INT; exec "$0" run', str(DEVSTACK)]
         with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [str(DEVSTACK), "run"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 180) -> str:
         deadline = time.monotonic() + timeout
@@ -160,7 +163,8 @@ def test_run_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> Non
     assert all(port_free(p) for p in ports), "every child stopped"
     assert not (data_dir / "postgres" / "postmaster.pid").exists(), "PostgreSQL stopped"
 
-    second = RunningCli(env, tmp_path / "second.log")
+    # Started with SIGINT ignored, yet SIGINT (Ctrl-C) still stops it cleanly.
+    second = RunningCli(env, tmp_path / "second.log", sigint_ignored=True)
     try:
         base_url = second.wait_ready()
         with httpx.Client(base_url=base_url, timeout=10) as client:

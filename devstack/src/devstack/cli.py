@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     config = StackConfig.from_env(None, **overrides)
     stack = Stack(config, report=_say)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C stops the stack even when SIGINT was inherited as ignored (a script's background
+    # job starts that way), where Python would not install its own handler.
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _say(f"data folder {config.data_dir}, logs in {stack.logs_dir}")
         stack.start()
@@ -73,13 +76,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         # A second Ctrl-C or SIGTERM must not cut the cleanup short.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             stack.stop()
         finally:
             signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
+            signal.signal(signal.SIGINT, previous_sigint)
             _say("stopped")
 
 
