@@ -20,3 +20,16 @@ async def test_periodic_release_runs_until_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_trimmed_heap_trims_during_the_block_only() -> None:
+    def trimming() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t.get_name() == "memory-trim"]
+
+    async with memory.trimmed_heap(0.01):
+        await asyncio.sleep(0.03)
+        assert len(trimming()) == 1
+        assert not trimming()[0].done()
+    assert trimming() == []
+    async with memory.trimmed_heap(0):  # start-up trim only
+        assert trimming() == []

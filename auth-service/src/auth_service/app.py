@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -20,7 +18,7 @@ from auth_service.wellknown import router as wellknown_router
 from svckit.app import install_common
 from svckit.health import Check
 from svckit.logs import configure_logging
-from svckit.memory import release_free_memory, release_periodically
+from svckit.memory import trimmed_heap
 
 SERVICE = "auth-service"
 DESCRIPTION = """
@@ -48,20 +46,10 @@ def create_app(
         runtime = await Runtime.start(settings, clock=clock, database=database)
         app.state.runtime = runtime
         app.state.token_verifier = runtime.verifier
-        # Startup's garbage is freed now; give it back before the first request.
-        release_free_memory(collect=True)
-        trimming = (
-            asyncio.create_task(release_periodically(settings.memory_trim_seconds))
-            if settings.memory_trim_seconds
-            else None
-        )
         try:
-            yield
+            async with trimmed_heap(settings.memory_trim_seconds):
+                yield
         finally:
-            if trimming is not None:
-                trimming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await trimming
             await runtime.close()
 
     app = FastAPI(

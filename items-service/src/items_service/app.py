@@ -21,7 +21,7 @@ from svckit.app import install_common
 from svckit.health import Check
 from svckit.jwks import JWKSCache
 from svckit.logs import configure_logging
-from svckit.memory import release_free_memory, release_periodically
+from svckit.memory import trimmed_heap
 from svckit.request_id import outgoing_headers
 
 SERVICE = "items-service"
@@ -94,16 +94,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             )
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(), name="user-events-consumer"))
-        # Startup's garbage is freed now; give it back before the first request.
-        release_free_memory(collect=True)
-        if settings.memory_trim_seconds:
-            tasks.append(
-                asyncio.create_task(
-                    release_periodically(settings.memory_trim_seconds), name="memory-trim"
-                )
-            )
         try:
-            yield
+            async with trimmed_heap(settings.memory_trim_seconds):
+                yield
         finally:
             for task in tasks:
                 task.cancel()

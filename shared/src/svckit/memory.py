@@ -9,10 +9,11 @@ elsewhere (musl) these functions do nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 logger = logging.getLogger("svckit.memory")
 
@@ -47,3 +48,22 @@ async def release_periodically(interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         release_free_memory()
+
+
+@contextlib.asynccontextmanager
+async def trimmed_heap(interval: float) -> AsyncIterator[None]:
+    """For a service's lifespan: trim now (start-up's garbage is freed by then), then every
+    ``interval`` seconds (0: only now) until the block ends."""
+    release_free_memory(collect=True)
+    task = (
+        asyncio.create_task(release_periodically(interval), name="memory-trim")
+        if interval
+        else None
+    )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
