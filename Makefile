@@ -13,7 +13,7 @@ export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/
 export UV_PYTHON_DOWNLOADS ?= never
 PYTEST := $(UV) run --locked pytest
 
-.PHONY: help install run test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down clean
+.PHONY: help install run test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down compose-test clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ up: ## docker compose up (operators)
 
 down: ## docker compose down
 	docker compose down
+
+compose-test: install ## Images, the compose stack, e2e + compose checks through its gateway (needs Docker)
+	containers/compose-test.sh
 
 clean: ## Remove the virtualenv, tools and local data
 	rm -rf .venv $(TOOLS) .data

@@ -43,11 +43,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs_embedded_redis: stops and starts Redis, so only an embedded one"
     )
     config.addinivalue_line(
+        "markers", "needs_compose: drives the docker compose stack of E2E_COMPOSE_PROJECT"
+    )
+    config.addinivalue_line(
         "markers", "needs_embedded_postgres: stops and starts PostgreSQL, so only an embedded one"
     )
 
 
 def _unrunnable(item: pytest.Item) -> bool:
+    # Only `make compose-test` names a compose project (containers/compose-test.sh).
+    if item.get_closest_marker("needs_compose") and not os.environ.get("E2E_COMPOSE_PROJECT"):
+        return True
     if os.environ.get("E2E_BASE_URL"):
         return item.get_closest_marker("needs_stack") is not None
     # Never stop a Redis or a PostgreSQL this suite did not start.

@@ -1,12 +1,16 @@
 """A thin client of the public API, as the end-to-end suite uses it.
 
 Every :class:`Client` can bind its own loopback source address (127.0.1.x …), so tests act as
-different clients of the gateway's per-IP login limit without spoofing any header.
+different clients of the gateway's per-IP login limit without spoofing any header. With
+``E2E_SOURCE_ADDRESSES`` set to a network (``make compose-test``: a block on the compose
+network's bridge, see :mod:`e2e.compose`) the addresses come from that network instead.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+import os
 import threading
 import uuid
 from dataclasses import dataclass
@@ -21,9 +25,18 @@ _lock = threading.Lock()
 
 
 def next_source_address() -> str:
-    """A loopback address no other client of this process has used (127.0.1.2, 127.0.1.3, …)."""
+    """An address no other client of this process has used (127.1.0.4, 127.1.0.5, …).
+
+    From ``E2E_SOURCE_ADDRESSES`` (a network, e.g. ``172.20.248.0/21``) when that is set.
+    """
     with _lock:
         n = next(_addresses)
+    pool = os.environ.get("E2E_SOURCE_ADDRESSES")
+    if pool:
+        network = ipaddress.ip_network(pool)
+        if n >= network.num_addresses - 1:
+            raise RuntimeError(f"E2E_SOURCE_ADDRESSES={pool} has no unused address left")
+        return str(network.network_address + n - 1)
     return f"127.1.{(n // 250) % 250}.{n % 250 + 2}"
 
 

@@ -286,7 +286,7 @@ class Containers:
     started: list[Any] = field(default_factory=list)
 
     def postgres(self) -> str:
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         container = PostgresContainer("postgres:16-alpine", driver=None)
         container.start()
@@ -294,7 +294,7 @@ class Containers:
         return str(container.get_connection_url())
 
     def redis(self) -> str:
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
 
         container = RedisContainer("redis:7-alpine")
         container.start()
