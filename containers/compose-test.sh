@@ -24,7 +24,7 @@ helper=("$uv" run --locked python -m e2e.compose --project "$project" --env-file
 step() { printf '\n=== compose-test: %s ===\n' "$*"; }
 
 step "images"
-containers/build-images.sh 2> >(grep -v -E 'legacy builder is deprecated|BuildKit is currently disabled|environment-variable' >&2)
+containers/build-images.sh 2> >(grep --line-buffered -v -E 'legacy builder is deprecated|BuildKit is currently disabled|environment-variable' >&2)
 
 step "stack up ($project)"
 mkdir -p "$work"
