@@ -1,8 +1,9 @@
 """docker-compose.yml, the Dockerfiles and gateway/ checked against the code.
 
-No Docker engine runs here, so the container side is verified by tools (the Compose
+These need no Docker engine: the container side is verified by tools (the Compose
 Specification schema, hadolint) and by comparing what compose provides with what the code
-reads: settings, commands, ports, paths.
+reads: settings, commands, ports, paths. Running it is `make compose-test`'s job (CI's
+container stage).
 """
 
 from __future__ import annotations
@@ -196,6 +197,38 @@ def test_dockerfile_builds_this_package_with_uv_and_runs_it_unprivileged(service
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
+def test_build_machine_certificates_stay_in_the_build_stage(service: str) -> None:
+    text = dockerfile(service)
+    runtime = text.index("AS runtime")
+    assert "BUILD_EXTRA_CA_CERTS" in text[:runtime]
+    assert "BUILD_EXTRA_CA_CERTS" not in text[runtime:]
+    assert "build-ca.pem" not in text[runtime:]
+    assert re.search(r'^ARG BUILD_EXTRA_CA_CERTS=""$', text, re.MULTILINE), "empty by default"
+
+
+def _upstream_images() -> set[str]:
+    images = {
+        spec["image"]
+        for spec in compose()["services"].values()
+        if not spec["image"].startswith("fastapi-services/")
+    }
+    for service in SERVICES:
+        images |= set(re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile(service), re.MULTILINE))
+    return images
+
+
+def test_every_upstream_image_has_a_local_substitute() -> None:
+    substitutes = ROOT / "containers" / "substitutes"
+    case = re.search(r"^\s+([a-z| ]+)\) ;;$", (substitutes / "build.sh").read_text(), re.M)
+    assert case is not None
+    known = {name.strip() for name in case.group(1).split("|")}
+    for image in _upstream_images():
+        name = image.split(":")[0].rsplit("/", 1)[-1]
+        assert (substitutes / f"{name}.Dockerfile").is_file(), f"no substitute for {image}"
+        assert name in known, f"containers/substitutes/build.sh does not build {name}"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
 def test_app_factory_named_by_the_dockerfile_exists(service: str) -> None:
     package, _ = SERVICES[service]
     module = __import__(f"{package}.app", fromlist=["create_app"])
@@ -281,6 +314,25 @@ def test_gateway_uses_the_gateway_folder_as_mounted() -> None:
     assert static["ping"]["entryPoint"] == "internal"
     assert static["metrics"]["prometheus"]["entryPoint"] == "internal"
     assert static["entryPoints"]["web"]["forwardedHeaders"]["trustedIPs"] == []
+
+
+def test_gateway_has_a_writable_tmp_for_buffered_bodies() -> None:
+    spec = compose()["services"]["gateway"]
+    assert spec["read_only"] is True
+    tmp = "/tmp"  # noqa: S108 - the container's own tmpfs
+    assert tmp in spec["tmpfs"], "body-limit buffers bodies over 1 MiB in a temporary file"
+
+
+def test_compose_gateway_resolves_the_services_per_request() -> None:
+    """No reused upstream connections in compose, so --scale replicas share the load."""
+    assert service_env("gateway")["GATEWAY_UPSTREAM_MAX_IDLE_CONNS"] == "-1"
+    text = (ROOT / "gateway" / "dynamic" / "services.yml").read_text()
+    setting = 'maxIdleConnsPerHost: {{ env "GATEWAY_UPSTREAM_MAX_IDLE_CONNS" | default "200" }}'
+    assert setting in text
+    assert text.count("serversTransport: upstream") == 2
+    routers = _routers()
+    for name in ("auth", "items"):
+        assert routers[name]["middlewares"][-1] == "upstream-retry"
 
 
 def test_gateway_environment_matches_the_dynamic_configuration() -> None:

@@ -51,6 +51,32 @@ def _client(compose: ComposeStack) -> Client:
     return Client(compose.gateway_url(), compose.next_source_address())
 
 
+def test_services_run_unprivileged_on_a_read_only_root_without_build_tools(
+    compose: ComposeStack,
+) -> None:
+    for service in ("auth-service", "items-service"):
+        container = compose.containers(service)[0]
+        settings = "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}}"
+        inspected = subprocess.run(
+            ["docker", "inspect", "-f", settings, container.id],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert inspected == ["true", "10001:10001"], (service, inspected)
+        # The uid, whether /app can be written, and any build tool on PATH (pip is the base
+        # image's own).
+        script = "id -u; touch /app/x 2>/dev/null && echo writable; command -v uv gcc cc || true"
+        probe = subprocess.run(
+            ["docker", "exec", container.id, "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.split()
+        assert probe == ["10001"], (service, probe)
+
+
 def test_down_and_up_keeps_users_items_keys_and_refresh_tokens(compose: ComposeStack) -> None:
     with _client(compose) as client:
         user = client.register()
