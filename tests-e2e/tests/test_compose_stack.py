@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from devstack.config import repo_root
-from e2e.api import Client, Tokens
+from e2e.api import Client, Tokens, unique_username
 from e2e.compose import ComposeStack, replica_request_counts
 
 pytestmark = pytest.mark.needs_compose
@@ -75,6 +75,18 @@ def test_services_run_unprivileged_on_a_read_only_root_without_build_tools(
             timeout=30,
         ).stdout.split()
         assert probe == ["10001"], (service, probe)
+
+
+def test_login_limit_holds_per_client_address(compose: ComposeStack) -> None:
+    """Five logins a minute per client address (the default), counted per real address."""
+    with _client(compose) as attacker, _client(compose) as other:
+        statuses = [
+            attacker.login_response(unique_username(), "Wr0ng!Password").status_code
+            for _ in range(6)
+        ]
+        assert statuses == [401] * 5 + [429], statuses
+        assert other.login_response(unique_username(), "Wr0ng!Password").status_code == 401
+        print(f"\nlogin limit: {attacker.source_address} {statuses}, {other.source_address} 401")
 
 
 def test_down_and_up_keeps_users_items_keys_and_refresh_tokens(compose: ComposeStack) -> None:
