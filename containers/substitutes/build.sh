@@ -45,14 +45,14 @@ build_base() {
     log "imported $base_image"
 }
 
+substitute_name() {
+    local name="${1%%:*}"
+    printf '%s' "${name##*/}"
+}
+
 build_substitute() {
     local image="$1" name context
-    name="${image%%:*}"
-    name="${name##*/}"
-    case "$name" in
-        postgres | redis | traefik | python) ;;
-        *) log "no substitute for $image"; exit 1 ;;
-    esac
+    name="$(substitute_name "$image")"
     build_base
     context="$(mktemp -d)"
     cp "$here/$name.Dockerfile" "$context/Dockerfile"
@@ -83,8 +83,17 @@ ensure() {
     elif timeout "$pull_timeout" docker pull --quiet "$image" >/dev/null 2>&1; then
         log "$image: pulled"
     else
-        build_substitute "$image"
-        log "$image: local substitute built"
+        case "$(substitute_name "$image")" in
+            postgres | redis | traefik | python)
+                build_substitute "$image"
+                log "$image: local substitute built"
+                ;;
+            *)
+                # e.g. an optional service's image (a compose profile): what needs it cannot
+                # start on this machine, everything else can.
+                log "WARNING: $image cannot be pulled and has no substitute here"
+                ;;
+        esac
     fi
 }
 
