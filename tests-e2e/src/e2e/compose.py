@@ -19,6 +19,7 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -71,15 +72,18 @@ def compose_command() -> list[str]:
     raise ComposeError("neither `docker compose` nor `docker-compose` is installed")
 
 
-def write_env_file(path: Path, overrides: Mapping[str, str] | None = None) -> Path:
-    """An env file with fresh random secrets (the ones .env.example leaves empty)."""
-    values = {
-        "AUTH_DB_PASSWORD": secrets.token_hex(16),
-        "ITEMS_DB_PASSWORD": secrets.token_hex(16),
-        "REDIS_PASSWORD": secrets.token_hex(16),
-        "AUTH_KEY_PASSPHRASE": secrets.token_hex(24),
-        **(overrides or {}),
-    }
+def write_env_file(path: Path, root: Path, overrides: Mapping[str, str] | None = None) -> Path:
+    """An env file for a throwaway stack: every variable docker-compose.yml requires
+    (``${NAME:?…}``) gets .env.example's value, or a fresh random one where that is empty
+    (the secrets)."""
+    example = {}
+    for line in (root / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.lstrip().startswith("#"):
+            example[name.strip()] = value.strip()
+    required = re.findall(r"\$\{([A-Z0-9_]+):?\?", (root / "docker-compose.yml").read_text())
+    values = {name: example.get(name) or secrets.token_hex(16) for name in dict.fromkeys(required)}
+    values.update(overrides or {})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     path.chmod(0o600)
@@ -349,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "write-env":
         overrides = dict(s.split("=", 1) for s in args.settings)
-        write_env_file(Path(args.env_file), overrides)
+        write_env_file(Path(args.env_file), Path(args.root).resolve(), overrides)
         return 0
     stack = _stack(args)
     try:
