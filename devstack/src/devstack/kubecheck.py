@@ -98,7 +98,8 @@ def check(paths: Sequence[str], root: Path) -> tuple[int, list[str]]:
     crds = crd_schemas(root / CRD_DIR)
     if not crds:
         return 0, [f"no CustomResourceDefinitions found in {root / CRD_DIR}"]
-    count, errors = 0, []
+    count = 0
+    errors: list[str] = []
     for source, doc in documents(paths):
         count += 1
         name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
