@@ -174,9 +174,11 @@ def test_one_issuer_and_the_service_addresses_match_the_services(overlay: str) -
     (issuer,) = issuers
     assert issuer.startswith("https://") or overlay != "production", "a public HTTPS issuer"
     services = of_kind(objects, "Service")
-    for service_env_ in env.values():
-        for source, value in service_env_.values():
-            if source == "config" and value.startswith("http://"):
+    for service, service_env_ in env.items():
+        for name, template in compose()["services"][service]["environment"].items():
+            source, value = service_env_[name]
+            local = any(f"${{{v}" in str(template) for v in DEPLOYMENT_SPECIFIC)
+            if source == "config" and value.startswith("http://") and not local:
                 url = urlsplit(value)
                 assert url.hostname in services, f"{value}: no Service {url.hostname}"
                 ports = {p["port"] for p in services[url.hostname]["spec"]["ports"]}
@@ -487,7 +489,7 @@ def test_middlewares_match_the_gateway_folder(overlay: str) -> None:
             for endpoint in redis["endpoints"]:
                 host, port = endpoint.rsplit(":", 1)
                 service = find(objects, "Service", host)
-                if service["spec"]["type"] != "ExternalName":
+                if service["spec"].get("type", "ClusterIP") != "ExternalName":
                     assert int(port) in {p["port"] for p in service["spec"]["ports"]}
 
 
@@ -563,3 +565,53 @@ def test_gateway_service_keeps_the_client_address(overlay: str) -> None:
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["externalTrafficPolicy"] == "Local"
     assert [p["targetPort"] for p in service["spec"]["ports"]] == ["web"]
+
+
+def _egress(objects: Objects, labels: dict[str, str]) -> set[tuple[int, str]]:
+    """(port, destination) pairs a pod may send to; destination: a CIDR or a pod name."""
+    pods = _pod_labels(objects)
+    allowed: set[tuple[int, str]] = set()
+    for policy in of_kind(objects, "NetworkPolicy").values():
+        if not _selects(policy["spec"]["podSelector"], labels):
+            continue
+        for rule in policy["spec"].get("egress", []):
+            ports = [p["port"] for p in rule.get("ports", [])] or [0]
+            destinations: set[str] = set()
+            for entry in rule.get("to", [{"ipBlock": {"cidr": "0.0.0.0/0"}}]):
+                if "ipBlock" in entry:
+                    destinations.add(entry["ipBlock"]["cidr"])
+                elif "namespaceSelector" not in entry:
+                    destinations |= {
+                        name for name, peer in pods.items() if _selects(entry["podSelector"], peer)
+                    }
+            allowed |= {(port, dest) for port in ports for dest in destinations}
+    return allowed
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_each_service_reaches_its_database_and_redis_only_gateway_and_services(
+    overlay: str,
+) -> None:
+    objects = [*rendered(overlay, "migrate"), *rendered(overlay)]
+    pods = _pod_labels(objects)
+    reach: dict[tuple[int, str], set[str]] = {}
+    for name, labels in pods.items():
+        for port, destination in _egress(objects, labels):
+            reach.setdefault((port, destination), set()).add(name)
+    assert not [k for k in reach if k[0] == 0], f"egress to any port: {reach}"
+    databases = {dest: clients for (port, dest), clients in reach.items() if port == 5432}
+    expected = [{s, f"{s.split('-')[0]}-migrate"} for s in sorted(SERVICES)]
+    assert sorted(databases.values(), key=sorted) == expected, databases
+    redis = [clients for (port, _), clients in reach.items() if port == 6379]
+    assert redis, "Redis is reachable"
+    assert all(clients == {"gateway", *SERVICES} for clients in redis), redis
+    for name, labels in pods.items():
+        # In-cluster datastores (try-out): their ingress matches their clients' egress.
+        ingress_from = {
+            peer
+            for peer, peer_labels in pods.items()
+            if peer != name and _allowed(objects, "ingress", labels, peer_labels)
+        }
+        clients = {c for (port, dest), cs in reach.items() if dest == name for c in cs}
+        if name not in (*SERVICES, "gateway"):
+            assert ingress_from == clients, f"{name}: ingress from {ingress_from}, egress {clients}"
