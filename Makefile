@@ -28,7 +28,7 @@ KUBECTL := $(UV) run --locked --no-sync kubectl
 .PHONY: help install run test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down clean k8s-render k8s-lint
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required (PYTHON=$(PYTHON))" >&2; exit 1; }
@@ -74,7 +74,8 @@ $(CHECKOV):
 	$(UV) venv --quiet $(CHECKOV_ENV)
 	$(UV) pip install --quiet --python $(CHECKOV_ENV)/bin/python "checkov==$(CHECKOV_VERSION)"
 
-k8s-render: install ## Print the rendered Kubernetes manifests (K8S_OVERLAY=production): migrate stage, then the application
+k8s-render: ## Print the rendered Kubernetes manifests (K8S_OVERLAY=production): migrate stage, then the application
+	@$(MAKE) --no-print-directory -s install >&2
 	@$(KUBECTL) kustomize $(K8S_DIR)/overlays/$(K8S_OVERLAY)/migrate
 	@echo ---
 	@$(KUBECTL) kustomize $(K8S_DIR)/overlays/$(K8S_OVERLAY)
