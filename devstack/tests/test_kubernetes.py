@@ -31,7 +31,9 @@ OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomizatio
 # Compose interpolation variables whose compose default is only right on one machine (the
 # public URL): the manifests hold the cluster's own value there.
 DEPLOYMENT_SPECIFIC = {"PUBLIC_URL"}
+# A variable is secret when compose requires it from .env (${X:?...}) or when its name says so.
 _REQUIRED = re.compile(r"\$\{[A-Z0-9_]+:?\?")
+_SECRET_NAME = re.compile(r"PASSWORD|PASSPHRASE|SECRET")
 
 Objects = list[dict[str, Any]]
 
@@ -157,7 +159,7 @@ def test_service_environment_matches_compose(overlay: str, service: str) -> None
     assert not stray, f"the manifests set variables {service} does not read: {stray}"
     for name, template in raw.items():
         source, value = env[name]
-        if _REQUIRED.search(str(template)):
+        if _REQUIRED.search(str(template)) or _SECRET_NAME.search(name):
             assert source == "secret", f"{name} holds a secret under compose: use a Secret"
         else:
             assert source == "config", f"{name} is not secret under compose: use the ConfigMap"
