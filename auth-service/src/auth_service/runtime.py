@@ -53,6 +53,7 @@ class Runtime:
     policy: PasswordPolicy
     keyring: KeyRing
     throttle: LoginThrottle
+    client_throttle: LoginThrottle
     verifier: TokenVerifier
     relay: OutboxRelay
     maintenance: Maintenance
@@ -96,6 +97,15 @@ class Runtime:
                 window=settings.login_throttle_window_seconds,
                 lockout=settings.login_throttle_lockout_seconds,
                 clock=clock,
+            ),
+            # Failed client authentications, throttled per client id like logins per account.
+            client_throttle=LoginThrottle(
+                redis,
+                max_failures=settings.login_throttle_max_failures,
+                window=settings.login_throttle_window_seconds,
+                lockout=settings.login_throttle_lockout_seconds,
+                clock=clock,
+                prefix="auth:client",
             ),
             verifier=TokenVerifier(
                 keyring,
