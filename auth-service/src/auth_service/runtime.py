@@ -19,6 +19,7 @@ from auth_service.outbox import OutboxRelay
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
 from auth_service.settings import Settings
+from auth_service.superuser import ensure_first_superuser
 from auth_service.throttle import LoginThrottle
 from svckit.tokens import TokenVerifier
 
@@ -132,6 +133,7 @@ class Runtime:
         try:
             await hasher.start()
             await keyring.start()
+            await ensure_first_superuser(settings, db, hasher, clock=clock)
         except BaseException:
             await runtime.close()
             raise
