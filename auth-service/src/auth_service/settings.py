@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from svckit.settings import PLACEHOLDER_SECRETS, ServiceSettings
@@ -101,6 +101,16 @@ class Settings(ServiceSettings):
                 "so every cached JWKS holds a new key before it signs anything"
             )
         return self
+
+    @field_validator(
+        "first_superuser", "first_superuser_email", "first_superuser_password", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # compose passes ${AUTH_FIRST_SUPERUSER:-}: an empty variable means "none".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @model_validator(mode="after")
     def _check_first_superuser(self) -> Self:
