@@ -13,7 +13,7 @@ export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/
 export UV_PYTHON_DOWNLOADS ?= never
 PYTEST := $(UV) run --locked pytest
 
-.PHONY: help install run test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down clean
+.PHONY: help install run superuser test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ install: .venv/.synced ## Install uv (if missing) and every dependency from uv.l
 
 run: install ## Run the whole stack locally (gateway on http://127.0.0.1:8080)
 	$(UV) run --locked devstack run
+
+superuser: install ## An administrator of the stack `make run` started: ADMIN=name ADMIN_EMAIL=email (password: prompted, or piped on stdin)
+	@test -n "$(ADMIN)" -a -n "$(ADMIN_EMAIL)" || { echo "usage: make superuser ADMIN=name ADMIN_EMAIL=email" >&2; exit 2; }
+	$(UV) run --locked devstack cli auth-service create-superuser --username "$(ADMIN)" --email "$(ADMIN_EMAIL)"
 
 test: test-unit e2e ## Every test: unit/integration suites, then end to end
 

@@ -181,3 +181,51 @@ def test_run_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> Non
         second.kill()
     assert all(port_free(p) for p in ports)
     assert "Traceback" not in (tmp_path / "second.log").read_text()
+
+
+def test_service_cli_runs_against_the_running_stack(stack: Stack, client: httpx.Client) -> None:
+    """`make superuser` / `devstack cli auth-service create-superuser` with a piped password
+    makes an administrator of the stack, wherever its database lives."""
+    name = f"adm_{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "ITEMS_"))}
+    env.pop("REDIS_URL", None)
+    env.pop("AUTH_SUPERUSER_PASSWORD", None)
+    result = subprocess.run(
+        [
+            str(DEVSTACK),
+            "cli",
+            "--data-dir",
+            str(stack.data_dir),
+            "auth-service",
+            "create-superuser",
+            "--username",
+            name,
+            "--email",
+            f"{name}@example.com",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    token = client.post("/auth/token", data={"username": name, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    me = client.get("/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    assert me.json()["is_admin"] is True
+    assert (stack.data_dir / "stack-env.json").stat().st_mode & 0o077 == 0
+
+
+def test_service_cli_without_a_running_stack_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(DEVSTACK), "cli", "--data-dir", str(tmp_path), "auth-service", "list-keys"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no running stack" in result.stderr
+    assert "make run" in result.stderr
