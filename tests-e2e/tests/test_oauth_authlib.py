@@ -261,3 +261,15 @@ def test_introspection_by_a_registered_client(
     anonymous = client.post(endpoint, data={"token": tokens.access_token})
     assert anonymous.status_code == 401
     assert anonymous.json()["error"] == "invalid_client"
+
+
+def test_a_client_made_without_a_client_id_logs_in_and_refreshes(
+    base_url: str, metadata: dict[str, Any], user: dict[str, Any]
+) -> None:
+    with oauth_client(base_url) as oauth:
+        token = oauth.fetch_token(
+            metadata["token_endpoint"], username=user["username"], password=STRONG_PASSWORD
+        )
+        assert token["scope"] == "items:read items:write"
+        refreshed = oauth.refresh_token(metadata["token_endpoint"])
+        assert refreshed["access_token"] != token["access_token"]

@@ -577,3 +577,18 @@ async def test_introspection_of_access_and_refresh_tokens(client, connection):
     assert revoked.json() == {"active": False}
     garbage = await client.post("/auth/introspect", data={"token": "nope"}, headers=auth)
     assert garbage.json() == {"active": False}
+
+
+async def test_a_client_that_names_none_the_way_authlib_does_is_the_public_client(client):
+    # Authlib's OAuth2Client without a client_id sends the literal "None"
+    user = await register(client)
+    response = await client.post(
+        "/auth/token",
+        data={
+            "grant_type": "password",
+            "username": user["username"],
+            "password": PASSWORD,
+            "client_id": "None",
+        },
+    )
+    assert response.status_code == 200

@@ -46,6 +46,11 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 ACCESS_TOKEN_HINT = "access_token"  # noqa: S105
 
 
+# Authlib's OAuth2Client created without a client_id sends ``client_id=None`` (it formats the
+# missing value); that is a client naming none. No registered client id can be "None".
+_UNNAMED = (None, "None")
+
+
 async def resolve_client(
     session: AsyncSession, runtime: Runtime, presented: PresentedClient
 ) -> OAuthClient | None:
@@ -54,7 +59,8 @@ async def resolve_client(
         return await clients.authenticate(
             session, runtime.hasher, runtime.client_throttle, presented.credentials
         )
-    if presented.public_client_id not in (None, runtime.settings.public_client_id):
+    named = presented.public_client_id
+    if named not in _UNNAMED and named != runtime.settings.public_client_id:
         # A registered client that did not authenticate, or an unknown one: alike.
         raise InvalidClient()
     return None
