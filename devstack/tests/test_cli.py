@@ -134,7 +134,14 @@ def port_free(port: int) -> bool:
 
 def test_run_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    env = cli_env(data_dir)
+    root = f"root_{uuid.uuid4().hex[:8]}"
+    # `make run` passes the first administrator through from the environment.
+    env = cli_env(
+        data_dir,
+        AUTH_FIRST_SUPERUSER=root,
+        AUTH_FIRST_SUPERUSER_EMAIL=f"{root}@example.com",
+        AUTH_FIRST_SUPERUSER_PASSWORD=PASSWORD,
+    )
     ports = [int(env[k]) for k in ("GATEWAY_PORT", "AUTH_PORT", "ITEMS_PORT")]
     username = f"keeper_{uuid.uuid4().hex[:8]}"
 
@@ -157,9 +164,17 @@ def test_run_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> Non
             bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
             item = client.post("/items/", json={"title": "kept"}, headers=bearer)
             assert item.status_code == 200, item.text
+            admin = client.post("/auth/token", data={"username": root, "password": PASSWORD})
+            assert admin.status_code == 200, admin.text
+            me = client.get(
+                "/auth/me", headers={"Authorization": f"Bearer {admin.json()['access_token']}"}
+            )
+            assert me.json()["is_admin"] is True
+        assert (data_dir / "stack-env.json").exists()
         assert first.stop(signal.SIGTERM) == 0
     finally:
         first.kill()
+    assert not (data_dir / "stack-env.json").exists(), "the running stack's settings are gone"
     assert all(port_free(p) for p in ports), "every child stopped"
     assert not (data_dir / "postgres" / "postmaster.pid").exists(), "PostgreSQL stopped"
 
