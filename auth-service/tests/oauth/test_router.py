@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import jwt
 import pytest
 from sqlalchemy import select, text
 
+from auth_service.maintenance import run_once
 from auth_service.models import OAuthClient, OutboxEvent, RevokedAccessToken
 
 from ..conftest import PASSWORD
@@ -592,3 +594,19 @@ async def test_a_client_that_names_none_the_way_authlib_does_is_the_public_clien
         },
     )
     assert response.status_code == 200
+
+
+async def test_long_expired_revocations_are_pruned(connection, database):
+    now = datetime.now(UTC)
+    for jti, expires in (("old", now - timedelta(days=2)), ("live", now + timedelta(hours=1))):
+        await connection.execute(
+            text(
+                "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) "
+                "VALUES (:jti, :expires, :now)"
+            ),
+            {"jti": jti, "expires": expires, "now": now},
+        )
+    await run_once(database, retention=timedelta(hours=1), clock=lambda: now)
+    left = set(await connection.scalars(select(RevokedAccessToken.jti)))
+    assert "old" not in left
+    assert "live" in left
