@@ -25,7 +25,7 @@ K8S_OVERLAY ?= production
 K8S_RENDERED := $(TOOLS)/k8s
 KUBECTL := $(UV) run --locked --no-sync kubectl
 
-.PHONY: help install run test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down clean k8s-render k8s-lint
+.PHONY: help install run superuser test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down clean k8s-render k8s-lint
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ install: .venv/.synced ## Install uv (if missing) and every dependency from uv.l
 
 run: install ## Run the whole stack locally (gateway on http://127.0.0.1:8080)
 	$(UV) run --locked devstack run
+
+superuser: install ## An administrator of the stack `make run` started: ADMIN=name ADMIN_EMAIL=email (password: prompted, or piped on stdin)
+	@test -n "$(ADMIN)" -a -n "$(ADMIN_EMAIL)" || { echo "usage: make superuser ADMIN=name ADMIN_EMAIL=email" >&2; exit 2; }
+	$(UV) run --locked devstack cli auth-service create-superuser --username "$(ADMIN)" --email "$(ADMIN_EMAIL)"
 
 test: test-unit e2e ## Every test: unit/integration suites, then end to end
 

@@ -25,6 +25,8 @@ async def test_claims(client, runtime):
         "jti",
         "preferred_username",
         "roles",
+        "client_id",
+        "scope",
     }
     assert claims["iss"] == runtime.settings.issuer
     assert claims["sub"] == str(user["id"])
@@ -33,6 +35,8 @@ async def test_claims(client, runtime):
     assert claims["nbf"] == claims["iat"]
     assert claims["preferred_username"] == user["username"]
     assert claims["roles"] == []
+    assert claims["client_id"] == runtime.settings.public_client_id
+    assert claims["scope"] == "items:read items:write"
     assert body["expires_in"] == runtime.settings.access_token_ttl_seconds
 
 

@@ -65,6 +65,13 @@ AUTH_OPERATIONS = [
     "DELETE /users/{user_id}",
     "GET /.well-known/jwks.json",
     "GET /.well-known/oauth-authorization-server",
+    "POST /auth/revoke",
+    "POST /auth/introspect",
+    "GET /clients",
+    "POST /clients",
+    "GET /clients/{client_id}",
+    "DELETE /clients/{client_id}",
+    "POST /clients/{client_id}/secret",
 ]
 ITEMS_OPERATIONS = [
     "GET /items/",
@@ -143,6 +150,22 @@ def auth_target(local_stack: Stack, base_url: str, admin_credentials: tuple[str,
         admin = client.login(*admin_credentials)
         doomed_patch, _ = _user(client)
         doomed_delete, _ = _user(client)
+        registered = []
+        for name in ("read", "delete", "rotate"):
+            response = client.post(
+                "/clients",
+                json={"name": f"fuzzed {name}", "grant_types": ["client_credentials"]},
+                headers=admin.headers,
+            )
+            assert response.status_code == 200, response.text
+            registered.append(response.json()["client_id"])
+    admin_routes = (
+        "GET /clients",
+        "POST /clients",
+        "GET /clients/{client_id}",
+        "DELETE /clients/{client_id}",
+        "POST /clients/{client_id}/secret",
+    )
     return Target(
         base_url=local_stack.auth_url,
         schema=_schema(f"{local_stack.auth_url}/openapi/auth.json"),
@@ -153,10 +176,14 @@ def auth_target(local_stack: Stack, base_url: str, admin_credentials: tuple[str,
             "GET /users/{user_id}": admin.access_token,
             "PATCH /users/{user_id}": admin.access_token,
             "DELETE /users/{user_id}": admin.access_token,
+            **dict.fromkeys(admin_routes, admin.access_token),
         },
         path_parameters={
             "PATCH /users/{user_id}": {"user_id": doomed_patch["id"]},
             "DELETE /users/{user_id}": {"user_id": doomed_delete["id"]},
+            "GET /clients/{client_id}": {"client_id": registered[0]},
+            "DELETE /clients/{client_id}": {"client_id": registered[1]},
+            "POST /clients/{client_id}/secret": {"client_id": registered[2]},
         },
     )
 
@@ -242,7 +269,11 @@ def test_schemas_declare_the_error_responses_the_services_return(
     for label in ("PUT /items/{item_id}", "PATCH /items/{item_id}", "DELETE /items/{item_id}"):
         assert {"403", "412"} <= _declared(items_target, label), label
     for label in ("POST /auth/token",):
-        assert {"401", "403", "422", "429", "503"} <= _declared(auth_target, label)
+        assert {"400", "401", "403", "422", "429", "503"} <= _declared(auth_target, label)
+    for label in ("POST /auth/revoke", "POST /auth/introspect"):
+        assert {"400", "401", "422", "429", "503"} <= _declared(auth_target, label)
+    for label in ("GET /clients", "POST /clients", "GET /clients/{client_id}"):
+        assert "403" in _declared(auth_target, label), label
 
 
 def _operation_document(target: Target, label: str) -> Mapping[str, Any]:

@@ -9,8 +9,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from auth_service.auth.router import router as auth_router
+from auth_service.clients.router import router as clients_router
 from auth_service.clock import Clock, system_clock
 from auth_service.db import Database
+from auth_service.oauth.router import router as oauth_router
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
 from auth_service.users.router import router as users_router
@@ -94,6 +96,8 @@ def create_app(
         }
 
     app.include_router(auth_router)
+    app.include_router(oauth_router)
+    app.include_router(clients_router)
     app.include_router(users_router)
     app.include_router(wellknown_router)
     return app

@@ -1,17 +1,22 @@
 """Periodic housekeeping: retire signing keys no token can need, drop long-expired refresh
-token families. Idempotent, so several replicas may run it concurrently."""
+token families and revocations of access tokens that have expired anyway. Idempotent, so
+several replicas may run it concurrently."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service import refresh
 from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.keys import store
+from auth_service.models import RevokedAccessToken
 
 logger = logging.getLogger("auth_service.maintenance")
 
@@ -19,13 +24,24 @@ logger = logging.getLogger("auth_service.maintenance")
 FAMILY_GRACE = timedelta(days=1)
 
 
+async def prune_revocations(session: AsyncSession, *, now: datetime) -> int:
+    """Forget revoked access tokens that expired (plus any verifier's leeway) long ago."""
+    result = await session.execute(
+        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now - FAMILY_GRACE)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def run_once(database: Database, *, retention: timedelta, clock: Clock) -> None:
     async with database.transaction() as session:
         now = clock()
         await store.retire_expired(session, now=now, retention=retention)
         pruned = await refresh.prune_expired(session, now=now, grace=FAMILY_GRACE)
+        forgotten = await prune_revocations(session, now=now)
     if pruned:
         logger.info("expired refresh token families pruned", extra={"count": pruned})
+    if forgotten:
+        logger.info("expired token revocations pruned", extra={"count": forgotten})
 
 
 class Maintenance:

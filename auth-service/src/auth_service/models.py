@@ -1,4 +1,5 @@
-"""The auth database: users, signing keys, refresh token families, the event outbox."""
+"""The auth database: users, signing keys, refresh token families, the event outbox, registered
+OAuth2 clients and revoked access tokens."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from sqlalchemy import (
     func,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from svckit.db import naming_metadata
@@ -87,6 +88,12 @@ class RefreshFamily(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
+    # The registered client the login went through; NULL: the first-party public client.
+    client_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), index=True
+    )
+    # The scope granted at login (space-separated); NULL: the user's default scopes.
+    scope: Mapped[str | None] = mapped_column(String(1024))
 
 
 class RefreshToken(Base):
@@ -121,3 +128,31 @@ class OutboxEvent(Base):
     __table_args__ = (
         Index("ix_outbox_events_unpublished", "id", postgresql_where=published_at.is_(None)),
     )
+
+
+class OAuthClient(Base):
+    """A registered confidential client (RFC 6749 §2.1).
+
+    The secret is stored only as a password hash (``secret_hash``); it is shown once, when the
+    client is created or its secret rotated.
+    """
+
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    grant_types: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    secret_rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RevokedAccessToken(Base):
+    """An access token revoked before it expired (RFC 7009), by ``jti``; pruned once expired."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

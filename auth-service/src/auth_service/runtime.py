@@ -19,6 +19,7 @@ from auth_service.outbox import OutboxRelay
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
 from auth_service.settings import Settings
+from auth_service.superuser import ensure_first_superuser
 from auth_service.throttle import LoginThrottle
 from svckit.tokens import TokenVerifier
 
@@ -53,6 +54,7 @@ class Runtime:
     policy: PasswordPolicy
     keyring: KeyRing
     throttle: LoginThrottle
+    client_throttle: LoginThrottle
     verifier: TokenVerifier
     relay: OutboxRelay
     maintenance: Maintenance
@@ -97,6 +99,15 @@ class Runtime:
                 lockout=settings.login_throttle_lockout_seconds,
                 clock=clock,
             ),
+            # Failed client authentications, throttled per client id like logins per account.
+            client_throttle=LoginThrottle(
+                redis,
+                max_failures=settings.login_throttle_max_failures,
+                window=settings.login_throttle_window_seconds,
+                lockout=settings.login_throttle_lockout_seconds,
+                clock=clock,
+                prefix="auth:client",
+            ),
             verifier=TokenVerifier(
                 keyring,
                 issuer=settings.issuer,
@@ -122,6 +133,7 @@ class Runtime:
         try:
             await hasher.start()
             await keyring.start()
+            await ensure_first_superuser(settings, db, hasher, clock=clock)
         except BaseException:
             await runtime.close()
             raise

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from svckit.settings import ServiceSettings
+from svckit.settings import PLACEHOLDER_SECRETS, ServiceSettings
+from svckit.tokens import CLIENT_ID_PATTERN
 
 # The longest leeway any verifier of our tokens may apply (svckit.tokens.MAX_LEEWAY_SECONDS).
 MAX_VERIFIER_LEEWAY_SECONDS = 60
@@ -84,6 +85,13 @@ class Settings(ServiceSettings):
 
     cors_origins: list[str] = Field(default_factory=list)
 
+    # OAuth2 (see auth_service.oauth): the client a password login names when it names none
+    public_client_id: str = Field(default="first-party", pattern=CLIENT_ID_PATTERN)
+    # The first administrator, created at start-up when no account has that name or email.
+    first_superuser: str | None = None
+    first_superuser_email: str | None = None
+    first_superuser_password: SecretStr | None = None
+
     @model_validator(mode="after")
     def _check_key_schedule(self) -> Self:
         delay = self.key_activation_delay_seconds
@@ -92,6 +100,30 @@ class Settings(ServiceSettings):
                 "AUTH_KEY_ACTIVATION_DELAY_SECONDS must be at least AUTH_JWKS_MAX_AGE_SECONDS, "
                 "so every cached JWKS holds a new key before it signs anything"
             )
+        return self
+
+    @field_validator(
+        "first_superuser", "first_superuser_email", "first_superuser_password", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # compose passes ${AUTH_FIRST_SUPERUSER:-}: an empty variable means "none".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _check_first_superuser(self) -> Self:
+        values = (self.first_superuser, self.first_superuser_email, self.first_superuser_password)
+        if any(v is not None for v in values) and not all(v is not None for v in values):
+            raise ValueError(
+                "AUTH_FIRST_SUPERUSER, AUTH_FIRST_SUPERUSER_EMAIL and "
+                "AUTH_FIRST_SUPERUSER_PASSWORD are set together or not at all"
+            )
+        if self.production and self.first_superuser_password is not None:
+            value = self.first_superuser_password.get_secret_value().strip().lower()
+            if value in PLACEHOLDER_SECRETS:
+                raise ValueError("AUTH_FIRST_SUPERUSER_PASSWORD is a placeholder")
         return self
 
     @model_validator(mode="after")

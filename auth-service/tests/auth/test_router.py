@@ -252,7 +252,6 @@ async def test_an_inactive_user_gets_403_only_with_the_right_password(client, co
         {"password": "x"},
         {"username": "", "password": "x"},
         {"username": "someone", "password": ""},
-        {"username": "someone", "password": "x", "grant_type": "client_credentials"},
         {"username": "x" * 321, "password": "x"},
         {"username": "someone", "password": "x" * 1025},
     ],

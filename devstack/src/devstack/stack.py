@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -44,6 +45,36 @@ REDIS = "redis"
 POSTGRES = "postgres"
 GATEWAY = "gateway"
 SERVICES = (AUTH, ITEMS)
+# In the data folder while a stack runs: what its children's environment adds, for
+# `devstack cli` (a service's command line against the running stack).
+STATE_FILE = "stack-env.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_stack_env(data_dir: Path) -> dict[str, str]:
+    """The environment the stack running on ``data_dir`` gives its children (database and
+    Redis URLs, issuer, ...), as ``make run`` wrote it; :class:`StackError` when none runs."""
+    path = data_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+        pid, env = int(state["pid"]), dict(state["env"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise StackError(
+            f"no running stack found in {data_dir}: start it with `make run` (or pass the "
+            "data folder it uses with --data-dir / DEVSTACK_DATA_DIR)"
+        ) from None
+    if not _alive(pid):
+        raise StackError(f"the stack that used {data_dir} (pid {pid}) is no longer running")
+    return {str(k): str(v) for k, v in env.items()}
 
 
 def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
@@ -155,13 +186,28 @@ class Stack:
         """Start everything; on any failure (or Ctrl-C) stop what was started, then raise."""
         try:
             self._start()
+            self._write_state()
         except BaseException:
             self.stop()
             raise
         return self
 
+    @property
+    def state_path(self) -> Path:
+        return self.config.data_dir / STATE_FILE
+
+    def _write_state(self) -> None:
+        # Only what differs from this process's own environment: the stack's settings.
+        added = {k: v for k, v in self.env().items() if os.environ.get(k) != v}
+        fd = os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"pid": os.getpid(), "env": added}, out)
+
     def stop(self) -> None:
         """Stop every child this stack started, gateways first, databases last."""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if json.loads(self.state_path.read_text())["pid"] == os.getpid():
+                self.state_path.unlink()
         for name in reversed(list(self._processes)):
             with contextlib.suppress(Exception):
                 self._processes[name].stop()

@@ -13,6 +13,7 @@ from auth_service.models import User
 from auth_service.runtime import Runtime
 from auth_service.users import service as users
 from svckit.errors import ServiceError
+from svckit.scopes import default_scopes, format_scope, parse_scope
 
 
 class BadCredentials(ServiceError):
@@ -23,7 +24,11 @@ class BadCredentials(ServiceError):
     detail = "Incorrect username or password"
 
     def __init__(self) -> None:
-        super().__init__(headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(
+            headers={"WWW-Authenticate": "Bearer"},
+            # RFC 6749 §5.2 members; the status stays the seed's 401.
+            extra={"error": "invalid_grant", "error_description": self.detail},
+        )
 
 
 async def authenticate(
@@ -56,11 +61,26 @@ async def authenticate(
     return user
 
 
-async def _token_response(runtime: Runtime, user: User, refresh_token: str) -> TokenResponse:
+async def token_response(
+    runtime: Runtime,
+    user: User | None,
+    refresh_token: str | None,
+    *,
+    client_id: str | None,
+    scopes: frozenset[str],
+    show_scope: bool,
+) -> TokenResponse:
+    """Sign an access token (``user=None``: the client's own) and build the §5.1 answer.
+
+    ``client_id`` ``None`` is the first-party public client.
+    """
     settings = runtime.settings
     kid, private_key = await runtime.keyring.signing_key()
+    scope = format_scope(scopes)
     access = tokens.issue_access_token(
         user,
+        client_id=client_id or settings.public_client_id,
+        scope=scope,
         kid=kid,
         private_key=private_key,
         issuer=settings.issuer,
@@ -69,24 +89,61 @@ async def _token_response(runtime: Runtime, user: User, refresh_token: str) -> T
         now=runtime.clock(),
     )
     return TokenResponse(
-        access_token=access.token, expires_in=access.expires_in, refresh_token=refresh_token
+        access_token=access.token,
+        expires_in=access.expires_in,
+        refresh_token=refresh_token,
+        scope=scope if show_scope else None,
     )
 
 
-async def login(session: AsyncSession, runtime: Runtime, user: User) -> TokenResponse:
-    """Tokens for a fresh login: a new refresh token family."""
+async def login(
+    session: AsyncSession,
+    runtime: Runtime,
+    user: User,
+    *,
+    client_id: str | None = None,
+    scopes: frozenset[str] | None = None,
+    show_scope: bool = False,
+) -> TokenResponse:
+    """Tokens for a fresh login: a new refresh token family.
+
+    ``scopes`` ``None``: none was asked for, so the user's default scopes, now and on every
+    refresh (a promotion or demotion shows in the next refreshed token).
+    """
     refresh_token = await refresh.start_family(
         session,
         user,
         now=runtime.clock(),
         lifetime=timedelta(seconds=runtime.settings.refresh_token_ttl_seconds),
+        client_id=client_id,
+        scope=format_scope(scopes) if scopes is not None else None,
     )
-    return await _token_response(runtime, user, refresh_token)
+    granted = scopes if scopes is not None else default_scopes(is_admin=user.is_admin)
+    return await token_response(
+        runtime, user, refresh_token, client_id=client_id, scopes=granted, show_scope=show_scope
+    )
 
 
 async def refresh_tokens(session: AsyncSession, runtime: Runtime, token: str) -> TokenResponse:
+    """``/auth/refresh``: the first-party client's refresh, in the seed's answer shape."""
     rotation = await refresh.rotate(session, token, now=runtime.clock())
-    return await _token_response(runtime, rotation.user, rotation.refresh_token)
+    return await token_response(
+        runtime,
+        rotation.user,
+        rotation.refresh_token,
+        client_id=None,
+        scopes=family_scopes(rotation.user, rotation.scope),
+        show_scope=False,
+    )
+
+
+def family_scopes(user: User, family_scope: str | None) -> frozenset[str]:
+    """What a refresh of a family may grant now: its login's scopes, minus whatever the user
+    may no longer have (a demoted administrator loses the administrator's scopes)."""
+    allowed = default_scopes(is_admin=user.is_admin)
+    if family_scope is None:
+        return allowed
+    return parse_scope(family_scope) & allowed
 
 
 async def logout(session: AsyncSession, runtime: Runtime, user: User, token: str) -> None:
