@@ -1,5 +1,6 @@
 """Periodic housekeeping: retire signing keys no token can need, drop long-expired refresh
-token families. Idempotent, so several replicas may run it concurrently."""
+token families and expired pending MFA sign-ins. Idempotent, so several replicas may run it
+concurrently."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from auth_service import refresh
 from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.keys import store
+from auth_service.mfa import service as mfa
 
 logger = logging.getLogger("auth_service.maintenance")
 
@@ -24,6 +26,7 @@ async def run_once(database: Database, *, retention: timedelta, clock: Clock) ->
         now = clock()
         await store.retire_expired(session, now=now, retention=retention)
         pruned = await refresh.prune_expired(session, now=now, grace=FAMILY_GRACE)
+        await mfa.prune_challenges(session, now=now)
     if pruned:
         logger.info("expired refresh token families pruned", extra={"count": pruned})
 
