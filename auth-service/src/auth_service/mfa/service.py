@@ -100,7 +100,7 @@ async def enrol(
 
 
 def _matching_step(secret: str, code: str, now: datetime) -> int | None:
-    if len(code) != DIGITS or not code.isdigit():
+    if len(code) != DIGITS or not (code.isascii() and code.isdigit()):
         return None
     totp = _totp(secret)
     current = totp.timecode(now)
