@@ -373,3 +373,14 @@ async def test_disable_needs_password_and_a_code(client, clock):
     again = await disable({"password": PASSWORD, "otp": code_at(secret, clock)})
     assert again.status_code == 409
     assert again.json()["code"] == "mfa_not_enabled"
+
+
+async def test_a_secret_sealed_under_another_passphrase_is_a_503(app_context, clock):
+    async with app_context(key_passphrase="the-first-passphrase") as (_, client):
+        user, secret, _ = await enabled_user(client, clock)
+    async with app_context(key_passphrase="another-passphrase-2") as (_, client):
+        token = await mfa_token(client, user["username"])
+        response = await mfa_grant(client, token, code_at(secret, clock))
+        assert response.status_code == 503
+        assert response.json()["code"] == "mfa_unavailable"
+        assert secret not in response.text

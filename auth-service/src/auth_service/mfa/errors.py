@@ -30,6 +30,18 @@ class InvalidOtp(ServiceError):
     detail = "The code is wrong, expired or was already used"
 
 
+class SecondFactorUnavailable(ServiceError):
+    """A TOTP secret cannot be opened here (this replica's ``AUTH_KEY_PASSPHRASE`` is not the
+    one it was sealed with, e.g. mid-way through a passphrase change)."""
+
+    status_code = 503
+    code = "mfa_unavailable"
+    detail = "Two-factor sign-in is temporarily unavailable; try again shortly"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "5"})
+
+
 class MfaRequired(KeepWritesError):
     """The password was right, and the account has a second factor: finish with the MFA
     grant. 401 as for bad credentials; the ``mfa_token`` is only good for that grant, and

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,9 +27,18 @@ from pyotp.utils import strings_equal
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.mfa.errors import InvalidOtp, MfaAlreadyEnabled, MfaNotEnabled, MfaNotEnrolled
+from auth_service.keys.material import KeyMaterialError
+from auth_service.mfa.errors import (
+    InvalidOtp,
+    MfaAlreadyEnabled,
+    MfaNotEnabled,
+    MfaNotEnrolled,
+    SecondFactorUnavailable,
+)
 from auth_service.mfa.sealing import SecretBox
 from auth_service.models import MfaChallenge, RecoveryCode, TotpFactor, User
+
+logger = logging.getLogger("auth_service.mfa")
 
 DIGITS = 6
 INTERVAL = 30
@@ -114,7 +124,11 @@ def _matching_step(secret: str, code: str, now: datetime) -> int | None:
 async def _accept_totp(
     session: AsyncSession, box: SecretBox, factor: TotpFactor, code: str, now: datetime
 ) -> bool:
-    secret = box.open(factor.secret, encrypted=factor.encrypted, user_id=factor.user_id)
+    try:
+        secret = box.open(factor.secret, encrypted=factor.encrypted, user_id=factor.user_id)
+    except KeyMaterialError as exc:
+        logger.error("a TOTP secret cannot be opened", extra={"reason": str(exc)})
+        raise SecondFactorUnavailable() from None
     step = _matching_step(secret, "".join(code.split()), now)
     if step is None:
         return False
@@ -205,6 +219,30 @@ async def reset(session: AsyncSession, user_id: int) -> bool:
     """An administrator's reset: the factor (pending or active), its recovery codes and the
     user's pending sign-ins are gone. Returns whether there was a factor."""
     return await _remove(session, user_id)
+
+
+async def reseal(session: AsyncSession, *, old: SecretBox, new: SecretBox) -> int:
+    """Re-seal every TOTP secret with ``new`` (``reencrypt-keys``, after the passphrase
+    changed). A secret already under ``new`` is left alone, so running it twice is harmless;
+    one that opens with neither raises :class:`KeyMaterialError` (the caller rolls back).
+    Returns how many changed."""
+    changed = 0
+    rows = (await session.execute(select(TotpFactor).with_for_update())).scalars().all()
+    for factor in rows:
+        if not factor.encrypted and not new.encrypts:
+            continue
+        if factor.encrypted and new.encrypts:
+            try:
+                new.open(factor.secret, encrypted=True, user_id=factor.user_id)
+            except KeyMaterialError:
+                pass
+            else:
+                continue
+        secret = old.open(factor.secret, encrypted=factor.encrypted, user_id=factor.user_id)
+        factor.secret, factor.encrypted = new.seal(secret, user_id=factor.user_id)
+        changed += 1
+    await session.flush()
+    return changed
 
 
 # --------------------------------------------------------------------- pending sign-ins
