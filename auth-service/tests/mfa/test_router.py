@@ -384,3 +384,29 @@ async def test_a_secret_sealed_under_another_passphrase_is_a_503(app_context, cl
         assert response.status_code == 503
         assert response.json()["code"] == "mfa_unavailable"
         assert secret not in response.text
+
+
+async def test_two_replicas_accept_one_code_once(app_context, clock, fresh_database_url):
+    """Two apps on one database (as replicas are), each given the same code at once."""
+    import asyncio
+
+    async with (
+        app_context(use_database=False, database_url=fresh_database_url) as (_, one),
+        app_context(use_database=False, database_url=fresh_database_url) as (_, two),
+    ):
+        user, secret, _ = await enabled_user(one, clock)
+        tokens = [await mfa_token(c, user["username"]) for c in (one, two)]
+        code = code_at(secret, clock)
+        for _ in range(3):
+            answers = await asyncio.gather(
+                mfa_grant(one, tokens[0], code), mfa_grant(two, tokens[1], code)
+            )
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses == [200, 400], [a.text for a in answers]
+            # The winner's mfa_token is used up; give that replica a fresh one, next step.
+            tokens = [
+                tokens[i] if answers[i].status_code == 400 else await mfa_token(c, user["username"])
+                for i, c in enumerate((one, two))
+            ]
+            clock.advance(30)
+            code = code_at(secret, clock)
