@@ -137,6 +137,23 @@ async def test_factor_is_active_only_after_confirmation(client, clock, connectio
         assert all(code.replace("-", "").encode() not in h for h in hashes)
 
 
+async def test_wrong_current_passwords_count_as_failed_logins(app_context):
+    async with app_context(login_throttle_max_failures=2) as (_, client):
+        user, tokens = await user_with_token(client)
+        headers = bearer(tokens["access_token"])
+        statuses = []
+        for _ in range(3):
+            response = await client.post(
+                "/users/me/mfa/totp", json={"password": "nope"}, headers=headers
+            )
+            statuses.append(response.status_code)
+        assert statuses == [400, 400, 429]
+        locked = await client.post(
+            "/auth/token", data={"username": user["username"], "password": PASSWORD}
+        )
+        assert locked.status_code == 429
+
+
 async def test_confirm_without_enrolment_is_a_conflict(client):
     _, tokens = await user_with_token(client)
     response = await client.post(
@@ -297,7 +314,9 @@ async def test_mfa_grant_form_errors(client):
     assert unknown.json()["error"] == "invalid_grant"
 
 
-async def test_deactivation_deletion_and_admin_reset_void_mfa_tokens(client, clock, connection):
+async def test_deactivation_deletion_and_admin_reset_void_mfa_tokens(
+    client, clock, connection, caplog
+):
     _, admin_tokens = await admin_with_token(client, connection)
     admin_headers = bearer(admin_tokens["access_token"])
 
@@ -317,8 +336,12 @@ async def test_deactivation_deletion_and_admin_reset_void_mfa_tokens(client, clo
 
     reset, secret, _ = await enabled_user(client, clock)
     token = await mfa_token(client, reset["username"])
-    response = await client.delete(f"/users/{reset['id']}/mfa/totp", headers=admin_headers)
+    with caplog.at_level("INFO", logger="auth_service.mfa"):
+        response = await client.delete(f"/users/{reset['id']}/mfa/totp", headers=admin_headers)
     assert response.status_code == 200
+    [record] = [r for r in caplog.records if "reset by an administrator" in r.getMessage()]
+    assert record.__dict__["user_id"] == reset["id"]
+    assert secret not in caplog.text
     assert (await mfa_grant(client, token, code_at(secret, clock))).status_code == 400
     left = await connection.scalar(
         select(MfaChallenge.token_hash).where(MfaChallenge.user_id == reset["id"])

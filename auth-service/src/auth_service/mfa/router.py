@@ -28,8 +28,12 @@ router = APIRouter(prefix="/users", tags=["mfa"])
 
 
 async def _check_password(runtime: Runtime, user: User, password: str) -> None:
+    """The current password, with wrong ones counted like failed logins of the username, so
+    a stolen access token is no way around the login throttle to guess the password."""
+    await runtime.throttle.check(user.username)
     verification = await runtime.hasher.verify(password, user.hashed_password)
     if not verification.ok:
+        await runtime.throttle.record_failure(user.username)
         raise IncorrectPassword()
 
 
@@ -46,9 +50,11 @@ async def _check_password(runtime: Runtime, user: User, password: str) -> None:
         400,
         409,
         422,
+        429,
         *AUTHENTICATED,
         s400="`incorrect_password`",
         s409="`mfa_already_enabled`",
+        s429="Too many wrong passwords for this account; see `Retry-After`",
     ),
 )
 async def enrol(
@@ -101,7 +107,7 @@ async def confirm(
         *AUTHENTICATED,
         s400="`incorrect_password`, `invalid_otp`",
         s409="`mfa_not_enabled`",
-        s429="Too many wrong codes for this account; see `Retry-After`",
+        s429="Too many wrong passwords or codes for this account; see `Retry-After`",
     ),
 )
 async def disable(
