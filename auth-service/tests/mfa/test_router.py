@@ -433,3 +433,49 @@ async def test_two_replicas_accept_one_code_once(app_context, clock, fresh_datab
             ]
             clock.advance(30)
             code = code_at(secret, clock)
+
+
+async def test_the_mfa_grant_belongs_to_the_client_of_the_login(client, clock, connection):
+    from ..oauth.test_router import basic, new_client
+
+    registered = await new_client(
+        client, connection, grant_types=["password", "refresh_token"], scopes=["items:read"]
+    )
+    auth = basic(registered["client_id"], registered["client_secret"])
+    user, secret, _ = await enabled_user(client, clock)
+    first = await client.post(
+        "/auth/token",
+        data={"grant_type": "password", "username": user["username"], "password": PASSWORD},
+        headers=auth,
+    )
+    assert first.status_code == 401
+    token = first.json()["mfa_token"]
+    # Not from another client (here the first-party one)...
+    elsewhere = await mfa_grant(client, token, code_at(secret, clock))
+    assert elsewhere.status_code == 400
+    assert elsewhere.json()["error"] == "invalid_grant"
+    # ... but from the login's own, with what that login was granted.
+    own = await client.post(
+        "/auth/token",
+        data={"grant_type": MFA_OTP_GRANT, "mfa_token": token, "otp": code_at(secret, clock, 1)},
+        headers=auth,
+    )
+    assert own.status_code == 200, own.text
+    body = own.json()
+    assert body["scope"] == "items:read"
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["client_id"] == registered["client_id"]
+    assert claims["amr"] == ["pwd", "otp", "mfa"]
+
+
+async def test_a_client_without_the_password_grant_may_not_use_the_mfa_grant(client, connection):
+    from ..oauth.test_router import basic, new_client
+
+    registered = await new_client(client, connection)  # client_credentials only
+    response = await client.post(
+        "/auth/token",
+        data={"grant_type": MFA_OTP_GRANT, "mfa_token": "x", "otp": "123456"},
+        headers=basic(registered["client_id"], registered["client_secret"]),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "unauthorized_client"
