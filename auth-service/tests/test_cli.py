@@ -52,7 +52,7 @@ async def test_migrate_builds_an_empty_database(monkeypatch, database_factory, c
     url = asyncpg_url(database_factory("authcli"))
     monkeypatch.setenv("AUTH_DATABASE_URL", url)
     assert await asyncio.to_thread(run_cli, "migrate") == 0
-    assert "revision 0002" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
     assert await fetch(url, select(User.id)) == []
     assert await asyncio.to_thread(run_cli, "migrate") == 0  # idempotent
 
@@ -263,3 +263,45 @@ async def test_clients_create_refuses_unknown_scopes(cli_env, capsys):
             "--scope",
             "everything",
         )
+
+
+async def test_reencrypt_keys_reseals_totp_secrets(cli_env, monkeypatch, capsys):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from auth_service.mfa.sealing import SecretBox
+    from auth_service.models import TotpFactor
+
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    first = await SecretBox.from_passphrase(b"first-long-passphrase-1")
+    engine = create_async_engine(cli_env)
+    try:
+        async with engine.begin() as conn:
+            user_id = await conn.scalar(
+                insert(User)
+                .values(
+                    username=unique("sealed"),
+                    email=f"{unique('sealed')}@example.com",
+                    hashed_password="x",
+                )
+                .returning(User.id)
+            )
+            assert user_id is not None
+            sealed, _ = first.seal(secret, user_id=user_id)
+            await conn.execute(
+                insert(TotpFactor).values(
+                    user_id=user_id, secret=sealed, encrypted=True, created_at=datetime.now(UTC)
+                )
+            )
+    finally:
+        await engine.dispose()
+    monkeypatch.setenv("AUTH_OLD_KEY_PASSPHRASE", "first-long-passphrase-1")
+    monkeypatch.setenv("AUTH_KEY_PASSPHRASE", "second-long-passphrase-2")
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
+    assert "1 TOTP secret(s) re-sealed" in capsys.readouterr().out
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
+    assert "TOTP" not in capsys.readouterr().out  # already under the new passphrase
+    rows = await fetch(cli_env, select(TotpFactor.secret).where(TotpFactor.user_id == user_id))
+    second = await SecretBox.from_passphrase(b"second-long-passphrase-2")
+    assert second.open(rows[0][0], encrypted=True, user_id=user_id) == secret

@@ -18,6 +18,9 @@ TABLES = {
     "outbox_events",
     "oauth_clients",
     "revoked_access_tokens",
+    "mfa_totp",
+    "mfa_recovery_codes",
+    "mfa_challenges",
 }
 
 
@@ -43,7 +46,7 @@ async def test_upgrade_downgrade_upgrade_and_no_model_drift(database_factory):
     try:
         assert await tables(engine) == set()
         await migrator.upgrade(engine)
-        assert await migrator.current_revision(engine) == "0002"
+        assert await migrator.current_revision(engine) == "0004"
         assert await tables(engine) == TABLES | {"alembic_version"}
         assert await model_diff(engine) == []
 

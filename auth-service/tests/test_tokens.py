@@ -27,7 +27,9 @@ async def test_claims(client, runtime):
         "roles",
         "client_id",
         "scope",
+        "amr",
     }
+    assert claims["amr"] == ["pwd"]
     assert claims["iss"] == runtime.settings.issuer
     assert claims["sub"] == str(user["id"])
     assert claims["aud"] == "api"

@@ -63,7 +63,12 @@ async def test_authorization_server_metadata(client, runtime):
     assert meta["issuer"] == issuer
     assert meta["token_endpoint"] == f"{issuer}/auth/token"
     assert meta["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
-    assert set(meta["grant_types_supported"]) == {"password", "refresh_token", "client_credentials"}
+    assert set(meta["grant_types_supported"]) == {
+        "password",
+        "refresh_token",
+        "client_credentials",
+        "urn:auth-service:params:oauth:grant-type:mfa-otp",
+    }
     assert meta["revocation_endpoint"] == f"{issuer}/auth/revoke"
     assert meta["introspection_endpoint"] == f"{issuer}/auth/introspect"
     assert set(meta["scopes_supported"]) == {

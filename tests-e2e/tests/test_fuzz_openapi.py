@@ -90,6 +90,14 @@ NO_INPUT = {
     "GET /.well-known/jwks.json",
     "GET /.well-known/oauth-authorization-server",
 }
+# The second factor (auth_service.mfa).
+MFA_OPERATIONS = [
+    "POST /users/me/mfa/totp",
+    "POST /users/me/mfa/totp/confirm",
+    "DELETE /users/me/mfa/totp",
+    "DELETE /users/{user_id}/mfa/totp",
+]
+AUTH_OPERATIONS += MFA_OPERATIONS
 
 
 @dataclass

@@ -81,6 +81,7 @@ def test_the_metadata_validates_and_lists_what_is_served(metadata: dict[str, Any
         "password",
         "refresh_token",
         "client_credentials",
+        "urn:auth-service:params:oauth:grant-type:mfa-otp",
     }
     assert {"items:read", "items:write", "items:moderate", "users:admin"} == set(
         metadata["scopes_supported"]

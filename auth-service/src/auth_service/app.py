@@ -12,6 +12,7 @@ from auth_service.auth.router import router as auth_router
 from auth_service.clients.router import router as clients_router
 from auth_service.clock import Clock, system_clock
 from auth_service.db import Database
+from auth_service.mfa.router import router as mfa_router
 from auth_service.oauth.router import router as oauth_router
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
@@ -99,5 +100,6 @@ def create_app(
     app.include_router(oauth_router)
     app.include_router(clients_router)
     app.include_router(users_router)
+    app.include_router(mfa_router)
     app.include_router(wellknown_router)
     return app

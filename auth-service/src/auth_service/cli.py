@@ -4,7 +4,8 @@
     auth-service create-superuser --username U --email E [--full-name N] [--password-stdin]
     auth-service rotate-keys                   publish a new signing key (signs after the delay)
     auth-service list-keys                     show the signing keys and their schedule
-    auth-service reencrypt-keys                re-encrypt private keys with AUTH_KEY_PASSPHRASE
+    auth-service reencrypt-keys                re-encrypt private keys and TOTP secrets with
+                                               AUTH_KEY_PASSPHRASE
     auth-service relay-outbox [--once]         publish pending user events to Redis
     auth-service seed --base-url URL           create sample users and items through the API
     auth-service clients list                  registered OAuth2 clients
@@ -40,6 +41,8 @@ from auth_service.clock import system_clock
 from auth_service.db import Database
 from auth_service.keys import schedule, store
 from auth_service.keys.material import KeyMaterialError
+from auth_service.mfa import service as mfa
+from auth_service.mfa.sealing import SecretBox
 from auth_service.models import OAuthClient
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
@@ -225,14 +228,21 @@ async def reencrypt_keys(settings: Settings, old_passphrase: bytes | None) -> st
                 old_passphrase=old_passphrase,
                 new_passphrase=settings.passphrase_bytes(),
             )
+            # The TOTP secrets are sealed with the same passphrase (auth_service.mfa.sealing).
+            resealed = await mfa.reseal(
+                session,
+                old=await SecretBox.from_passphrase(old_passphrase),
+                new=await SecretBox.from_passphrase(settings.passphrase_bytes()),
+            )
     except KeyMaterialError as exc:
         raise CommandError(f"{exc}; nothing was changed (set AUTH_OLD_KEY_PASSPHRASE)") from None
     finally:
         await database.dispose()
     state = "encrypted with AUTH_KEY_PASSPHRASE" if settings.key_passphrase else "stored in clear"
+    secrets = f"; {resealed} TOTP secret(s) re-sealed" if resealed else ""
     if not changed:
-        return f"every key is already {state}"
-    return f"{len(changed)} key(s) now {state}: {', '.join(changed)}"
+        return f"every key is already {state}{secrets}"
+    return f"{len(changed)} key(s) now {state}: {', '.join(changed)}{secrets}"
 
 
 # --------------------------------------------------------------------------- outbox

@@ -1,6 +1,6 @@
 """Periodic housekeeping: retire signing keys no token can need, drop long-expired refresh
-token families and revocations of access tokens that have expired anyway. Idempotent, so
-several replicas may run it concurrently."""
+token families, revocations of access tokens that have expired anyway and expired pending MFA
+sign-ins. Idempotent, so several replicas may run it concurrently."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from auth_service import refresh
 from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.keys import store
+from auth_service.mfa import service as mfa
 from auth_service.models import RevokedAccessToken
 
 logger = logging.getLogger("auth_service.maintenance")
@@ -38,6 +39,7 @@ async def run_once(database: Database, *, retention: timedelta, clock: Clock) ->
         await store.retire_expired(session, now=now, retention=retention)
         pruned = await refresh.prune_expired(session, now=now, grace=FAMILY_GRACE)
         forgotten = await prune_revocations(session, now=now)
+        await mfa.prune_challenges(session, now=now)
     if pruned:
         logger.info("expired refresh token families pruned", extra={"count": pruned})
     if forgotten:

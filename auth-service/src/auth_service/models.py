@@ -1,5 +1,6 @@
 """The auth database: users, signing keys, refresh token families, the event outbox, registered
-OAuth2 clients and revoked access tokens."""
+OAuth2 clients, revoked access tokens and second factors (TOTP, recovery codes, pending
+MFA sign-ins)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ class RefreshFamily(Base):
     )
     # The scope granted at login (space-separated); NULL: the user's default scopes.
     scope: Mapped[str | None] = mapped_column(String(1024))
+    # How the login authenticated the user (RFC 8176 ``amr`` values); NULL: a password.
+    amr: Mapped[list[str] | None] = mapped_column(ARRAY(String(16)))
 
 
 class RefreshToken(Base):
@@ -156,3 +159,56 @@ class RevokedAccessToken(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TotpFactor(Base):
+    """A user's TOTP secret (RFC 6238), active once ``confirmed_at`` is set.
+
+    ``secret`` is sealed with the key derived from ``AUTH_KEY_PASSPHRASE`` when there is one
+    (``encrypted``), like the signing keys. ``last_step`` is the last time step a code was
+    accepted for, so no code is accepted twice, whichever replica sees it.
+    """
+
+    __tablename__ = "mfa_totp"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    encrypted: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RecoveryCode(Base):
+    """A single-use recovery code, stored only as its SHA-256 (80 random bits)."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MfaChallenge(Base):
+    """A password login waiting for its second factor: the ``mfa_token`` (stored only as its
+    SHA-256) and what the login asked for, so the MFA grant issues the same tokens."""
+
+    __tablename__ = "mfa_challenges"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # The registered client the login went through; NULL: the first-party public client.
+    client_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("oauth_clients.client_id", ondelete="CASCADE")
+    )
+    scope: Mapped[str | None] = mapped_column(String(1024))
+    show_scope: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +28,8 @@ from auth_service.models import RefreshFamily, RefreshToken, User
 from svckit.errors import ServiceError
 
 MAX_TOKEN_LENGTH = 512
+# RFC 8176: a family that recorded nothing (older than the amr column) began with a password.
+PASSWORD_AMR = ("pwd",)
 
 
 # RFC 6749 §5.2 members, for the token endpoint's refresh_token grant (401 kept from the seed).
@@ -70,6 +73,7 @@ class Rotation:
     refresh_token: str
     client_id: str | None  # None: the first-party public client
     scope: str | None  # None: the user's default scopes
+    amr: tuple[str, ...]  # how the login authenticated the user (RFC 8176)
 
 
 async def _add_token(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> str:
@@ -87,11 +91,13 @@ async def start_family(
     lifetime: timedelta,
     client_id: str | None = None,
     scope: str | None = None,
+    amr: Sequence[str] | None = None,
 ) -> str:
     """Begin a family for a fresh login; return its first refresh token.
 
     ``client_id`` is the registered client the login went through (``None``: the first-party
-    public client); ``scope`` what it was granted (``None``: the user's default scopes).
+    public client); ``scope`` what it was granted (``None``: the user's default scopes);
+    ``amr`` how the user authenticated, kept for every refreshed token (``None``: a password).
     """
     family = RefreshFamily(
         id=uuid.uuid4(),
@@ -100,6 +106,7 @@ async def start_family(
         expires_at=now + lifetime,
         client_id=client_id,
         scope=scope,
+        amr=list(amr) if amr else None,
     )
     session.add(family)
     await session.flush()
@@ -157,6 +164,7 @@ async def rotate(
         refresh_token=await _add_token(session, family.id, now),
         client_id=family.client_id,
         scope=family.scope,
+        amr=tuple(family.amr) if family.amr else PASSWORD_AMR,
     )
 
 

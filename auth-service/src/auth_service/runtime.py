@@ -15,6 +15,7 @@ from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.keys.ring import KeyRing
 from auth_service.maintenance import Maintenance
+from auth_service.mfa.sealing import SecretBox
 from auth_service.outbox import OutboxRelay
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
@@ -55,6 +56,8 @@ class Runtime:
     keyring: KeyRing
     throttle: LoginThrottle
     client_throttle: LoginThrottle
+    mfa_throttle: LoginThrottle
+    totp_box: SecretBox
     verifier: TokenVerifier
     relay: OutboxRelay
     maintenance: Maintenance
@@ -108,6 +111,16 @@ class Runtime:
                 clock=clock,
                 prefix="auth:client",
             ),
+            # Wrong second-factor codes, per account (auth_service.mfa.service.throttle_key).
+            mfa_throttle=LoginThrottle(
+                redis,
+                max_failures=settings.login_throttle_max_failures,
+                window=settings.login_throttle_window_seconds,
+                lockout=settings.login_throttle_lockout_seconds,
+                clock=clock,
+                prefix="auth:mfa",
+            ),
+            totp_box=await SecretBox.from_passphrase(settings.passphrase_bytes()),
             verifier=TokenVerifier(
                 keyring,
                 issuer=settings.issuer,

@@ -70,6 +70,11 @@ class Settings(ServiceSettings):
     login_throttle_window_seconds: int = Field(default=300, ge=1, le=86_400)
     login_throttle_lockout_seconds: int = Field(default=300, ge=1, le=86_400)
 
+    # Second factor (auth_service.mfa): the issuer name authenticator apps show, and how long
+    # an mfa_token (a password login waiting for its code) stays good
+    mfa_issuer: str = Field(default="auth-service", min_length=1, max_length=64, pattern=r"^[^:]+$")
+    mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
     # /users/me composition
     items_url: str = "http://127.0.0.1:8002"
     items_timeout_seconds: float = Field(default=1.0, gt=0, le=30)

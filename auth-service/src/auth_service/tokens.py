@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,9 +36,11 @@ def issue_access_token(
     audience: str,
     lifetime: int,
     now: datetime,
+    amr: Sequence[str] | None = None,
 ) -> AccessToken:
     """Sign an access token for ``user``, or with ``user=None`` a service client's own token
-    (``sub`` = ``client_id``, RFC 9068 §2.2). RSA signing is fast enough for the event loop."""
+    (``sub`` = ``client_id``, RFC 9068 §2.2). ``amr``: how the user authenticated (RFC 8176),
+    for user tokens. RSA signing is fast enough for the event loop."""
     issued_at = int(now.timestamp())
     claims: dict[str, object] = {
         "iss": issuer,
@@ -53,6 +56,8 @@ def issue_access_token(
     if user is not None:
         claims["preferred_username"] = user.username
         claims["roles"] = roles_of(user)
+        if amr:
+            claims["amr"] = list(amr)
     token = jwt.encode(
         claims,
         private_key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,10 +70,12 @@ async def token_response(
     client_id: str | None,
     scopes: frozenset[str],
     show_scope: bool,
+    amr: Sequence[str] | None = None,
 ) -> TokenResponse:
     """Sign an access token (``user=None``: the client's own) and build the §5.1 answer.
 
-    ``client_id`` ``None`` is the first-party public client.
+    ``client_id`` ``None`` is the first-party public client; ``amr`` (RFC 8176) how the user
+    authenticated (a user's token always has one: a password when not given).
     """
     settings = runtime.settings
     kid, private_key = await runtime.keyring.signing_key()
@@ -87,6 +90,7 @@ async def token_response(
         audience=settings.audience,
         lifetime=settings.access_token_ttl_seconds,
         now=runtime.clock(),
+        amr=(amr or refresh.PASSWORD_AMR) if user is not None else None,
     )
     return TokenResponse(
         access_token=access.token,
@@ -104,8 +108,9 @@ async def login(
     client_id: str | None = None,
     scopes: frozenset[str] | None = None,
     show_scope: bool = False,
+    amr: Sequence[str] = refresh.PASSWORD_AMR,
 ) -> TokenResponse:
-    """Tokens for a fresh login: a new refresh token family.
+    """Tokens for a fresh login: a new refresh token family (remembering ``amr``).
 
     ``scopes`` ``None``: none was asked for, so the user's default scopes, now and on every
     refresh (a promotion or demotion shows in the next refreshed token).
@@ -117,10 +122,17 @@ async def login(
         lifetime=timedelta(seconds=runtime.settings.refresh_token_ttl_seconds),
         client_id=client_id,
         scope=format_scope(scopes) if scopes is not None else None,
+        amr=amr,
     )
     granted = scopes if scopes is not None else default_scopes(is_admin=user.is_admin)
     return await token_response(
-        runtime, user, refresh_token, client_id=client_id, scopes=granted, show_scope=show_scope
+        runtime,
+        user,
+        refresh_token,
+        client_id=client_id,
+        scopes=granted,
+        show_scope=show_scope,
+        amr=amr,
     )
 
 
@@ -134,6 +146,7 @@ async def refresh_tokens(session: AsyncSession, runtime: Runtime, token: str) ->
         client_id=None,
         scopes=family_scopes(rotation.user, rotation.scope),
         show_scope=False,
+        amr=rotation.amr,
     )
 
 

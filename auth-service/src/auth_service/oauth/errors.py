@@ -64,7 +64,10 @@ class UnauthorizedClient(OAuthError):
 
 class UnsupportedGrantType(OAuthError):
     error = "unsupported_grant_type"
-    detail = "Supported grant types: password, refresh_token, client_credentials"
+    detail = (
+        "Supported grant types: password, refresh_token, client_credentials, "
+        "urn:auth-service:params:oauth:grant-type:mfa-otp"
+    )
 
 
 class InvalidScope(OAuthError):

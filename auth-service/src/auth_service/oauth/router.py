@@ -24,12 +24,18 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     "/token",
     response_model=TokenResponse,
     response_model_exclude_none=True,
-    summary="Get tokens (OAuth2 password, refresh_token and client_credentials grants)",
+    summary="Get tokens (OAuth2 password, refresh_token, client_credentials and MFA grants)",
     description=(
         "`grant_type` `password` (the default when absent): `username` (or an email) and "
         "`password`; `refresh_token`: `refresh_token`; `client_credentials`: a registered "
         "client's credentials (HTTP Basic or `client_id`/`client_secret` form fields). "
-        "Optional `scope`. Errors carry RFC 6749 §5.2 `error`/`error_description`."
+        "Optional `scope`. Errors carry RFC 6749 §5.2 `error`/`error_description`.\n\n"
+        "Two-factor sign-in: for a user with TOTP the password grant answers 401 "
+        "`error: mfa_required` with an `mfa_token` (opaque, single-purpose, short-lived); "
+        "finish with `grant_type` `urn:auth-service:params:oauth:grant-type:mfa-otp`, "
+        "`mfa_token` and `otp` (the app's 6-digit code, or a recovery code), from the same "
+        'client. Access tokens carry `amr` (RFC 8176): `["pwd"]` or '
+        '`["pwd", "otp", "mfa"]`, kept by refreshes.'
     ),
     responses=error_responses(
         400,
@@ -40,8 +46,8 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         503,
         s400="`invalid_request`, `invalid_grant`, `unauthorized_client`, "
         "`unsupported_grant_type`, `invalid_scope`",
-        s401="Bad credentials (`invalid_grant`), or client authentication failed "
-        "(`invalid_client`)",
+        s401="Bad credentials (`invalid_grant`), client authentication failed "
+        "(`invalid_client`), or a second factor is needed (`mfa_required`, with `mfa_token`)",
         s403="Inactive user",
         s429="Too many failed attempts for this account or client; see `Retry-After`",
     ),

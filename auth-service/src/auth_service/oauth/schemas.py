@@ -17,8 +17,8 @@ MAX_TOKEN_FIELD = 8192
 
 
 class TokenForm:
-    """``POST /auth/token`` (RFC 6749 §4.3, §4.4, §6). Which fields are required depends on
-    ``grant_type`` (``password`` when absent), so they are checked by the endpoint."""
+    """``POST /auth/token`` (RFC 6749 §4.3, §4.4, §6, and the MFA grant). Which fields are
+    required depends on ``grant_type`` (``password`` when absent), so the endpoint checks."""
 
     def __init__(
         self,
@@ -29,6 +29,8 @@ class TokenForm:
         scope: Annotated[str | None, Form(max_length=MAX_SCOPE_LENGTH)] = None,
         client_id: Annotated[str | None, Form(max_length=MAX_CLIENT_ID_LENGTH)] = None,
         client_secret: Annotated[str | None, Form(max_length=MAX_SECRET_LENGTH)] = None,
+        mfa_token: Annotated[str | None, Form(max_length=512)] = None,
+        otp: Annotated[str | None, Form(max_length=64)] = None,
     ) -> None:
         self.grant_type = grant_type
         self.username = username
@@ -37,6 +39,9 @@ class TokenForm:
         self.scope = scope
         self.client_id = client_id
         self.client_secret = client_secret
+        # The MFA grant (auth_service.mfa.grant)
+        self.mfa_token = mfa_token
+        self.otp = otp
 
 
 class TokenActionForm:

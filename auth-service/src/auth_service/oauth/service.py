@@ -23,6 +23,7 @@ from auth_service import outbox, refresh
 from auth_service.auth import service as auth
 from auth_service.auth.schemas import TokenResponse
 from auth_service.clients import service as clients
+from auth_service.mfa import grant as mfa
 from auth_service.models import OAuthClient, RevokedAccessToken, User
 from auth_service.oauth.credentials import PresentedClient
 from auth_service.oauth.errors import (
@@ -40,8 +41,9 @@ from svckit.tokens import AccessClaims, InvalidToken
 PASSWORD = "password"  # noqa: S105 (a grant type)
 REFRESH_TOKEN = "refresh_token"  # noqa: S105
 CLIENT_CREDENTIALS = "client_credentials"
-GRANT_TYPES = (PASSWORD, REFRESH_TOKEN, CLIENT_CREDENTIALS)
-PUBLIC_CLIENT_GRANTS = frozenset({PASSWORD, REFRESH_TOKEN})
+MFA_OTP = mfa.MFA_OTP_GRANT  # the second step of a password login (auth_service.mfa.grant)
+GRANT_TYPES = (PASSWORD, REFRESH_TOKEN, CLIENT_CREDENTIALS, MFA_OTP)
+PUBLIC_CLIENT_GRANTS = frozenset({PASSWORD, REFRESH_TOKEN, MFA_OTP})
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 ACCESS_TOKEN_HINT = "access_token"  # noqa: S105
 
@@ -91,6 +93,8 @@ def _grant(requested: frozenset[str] | None, allowed: frozenset[str]) -> frozens
 
 def _check_grant_allowed(client: OAuthClient | None, grant_type: str) -> None:
     allowed = PUBLIC_CLIENT_GRANTS if client is None else frozenset(client.grant_types)
+    if grant_type == MFA_OTP and PASSWORD in allowed:
+        return  # it finishes a password login
     if grant_type not in allowed:
         raise UnauthorizedClient(f"This client may not use the {grant_type} grant")
 
@@ -116,6 +120,10 @@ async def issue(
             raise _missing(*missing)
     elif grant_type == REFRESH_TOKEN and not form.refresh_token:
         raise InvalidRequest("Missing form field: refresh_token")
+    elif grant_type == MFA_OTP:
+        missing = [n for n in ("mfa_token", "otp") if not getattr(form, n)]
+        if missing:
+            raise InvalidRequest(f"Missing form field(s): {', '.join(missing)}")
     requested = requested_scopes(form.scope)
     client = await resolve_client(session, runtime, presented)
     if grant_type == CLIENT_CREDENTIALS and client is None:
@@ -133,6 +141,10 @@ async def issue(
     if grant_type == REFRESH_TOKEN:
         assert form.refresh_token is not None
         return await _refresh(session, runtime, client, form.refresh_token, requested)
+    if grant_type == MFA_OTP:
+        assert form.mfa_token is not None
+        assert form.otp is not None
+        return await mfa.complete(session, runtime, client, mfa_token=form.mfa_token, otp=form.otp)
     assert client is not None
     scopes = _grant(requested, frozenset(client.scopes))
     return await auth.token_response(
@@ -154,13 +166,12 @@ async def _password(
     if client is not None:
         allowed &= frozenset(client.scopes)
     scopes = _grant(requested, allowed) if requested is not None or client is not None else None
+    client_id = client.client_id if client is not None else None
+    await mfa.require_second_factor(
+        session, runtime, user, client_id=client_id, scopes=scopes, show_scope=show_scope
+    )
     return await auth.login(
-        session,
-        runtime,
-        user,
-        client_id=client.client_id if client is not None else None,
-        scopes=scopes,
-        show_scope=show_scope,
+        session, runtime, user, client_id=client_id, scopes=scopes, show_scope=show_scope
     )
 
 
@@ -187,6 +198,7 @@ async def _refresh(
         client_id=client_id,
         scopes=scopes,
         show_scope=True,
+        amr=rotation.amr,
     )
 
 

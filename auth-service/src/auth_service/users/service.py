@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service import outbox, refresh
+from auth_service.mfa import service as mfa
 from auth_service.models import User
 from svckit.errors import ServiceError
 
@@ -139,6 +140,7 @@ async def update_user(
     await _flush_unique(session)
     if deactivated:
         await refresh.revoke_user_families(session, user.id, now=now, reason="deactivated")
+        await mfa.void_challenges(session, user.id)
     return user
 
 
@@ -150,6 +152,7 @@ async def set_password(
     user.updated_at = now
     await session.flush()
     await refresh.revoke_user_families(session, user.id, now=now, reason="password_changed")
+    await mfa.void_challenges(session, user.id)
 
 
 async def guard_last_admin(session: AsyncSession, user: User) -> None:
