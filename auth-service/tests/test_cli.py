@@ -52,7 +52,7 @@ async def test_migrate_builds_an_empty_database(monkeypatch, database_factory, c
     url = asyncpg_url(database_factory("authcli"))
     monkeypatch.setenv("AUTH_DATABASE_URL", url)
     assert await asyncio.to_thread(run_cli, "migrate") == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "revision 0003" in capsys.readouterr().out
     assert await fetch(url, select(User.id)) == []
     assert await asyncio.to_thread(run_cli, "migrate") == 0  # idempotent
 

@@ -10,7 +10,15 @@ from auth_service import migrator
 from auth_service.models import Base
 from svckit.settings import asyncpg_url
 
-TABLES = {"users", "signing_keys", "refresh_families", "refresh_tokens", "outbox_events"}
+TABLES = {
+    "users",
+    "signing_keys",
+    "refresh_families",
+    "refresh_tokens",
+    "outbox_events",
+    "account_tokens",
+    "mail_outbox",
+}
 
 
 async def tables(engine):
@@ -35,7 +43,7 @@ async def test_upgrade_downgrade_upgrade_and_no_model_drift(database_factory):
     try:
         assert await tables(engine) == set()
         await migrator.upgrade(engine)
-        assert await migrator.current_revision(engine) == "0001"
+        assert await migrator.current_revision(engine) == "0003"
         assert await tables(engine) == TABLES | {"alembic_version"}
         assert await model_diff(engine) == []
 

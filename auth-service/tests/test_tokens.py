@@ -24,6 +24,7 @@ async def test_claims(client, runtime):
         "nbf",
         "jti",
         "preferred_username",
+        "email_verified",
         "roles",
     }
     assert claims["iss"] == runtime.settings.issuer
@@ -33,6 +34,7 @@ async def test_claims(client, runtime):
     assert claims["nbf"] == claims["iat"]
     assert claims["preferred_username"] == user["username"]
     assert claims["roles"] == []
+    assert claims["email_verified"] is False
     assert body["expires_in"] == runtime.settings.access_token_ttl_seconds
 
 

@@ -45,6 +45,7 @@ def issue_access_token(
         "exp": issued_at + lifetime,
         "jti": uuid.uuid4().hex,
         "preferred_username": user.username,
+        "email_verified": user.email_verified,
         "roles": roles_of(user),
     }
     token = jwt.encode(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from auth_service.auth import service
 from auth_service.auth.schemas import LogoutRequest, PasswordForm, RefreshRequest, TokenResponse
 from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service as users
 from auth_service.users.schemas import Message, UserCreate, UserRead
@@ -42,6 +43,9 @@ async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -
         full_name=body.full_name,
         hashed_password=hashed,
         now=runtime.clock(),
+    )
+    await recovery.send_verification(
+        session, runtime.settings, user, user.email, now=user.created_at
     )
     return UserRead.model_validate(user)
 
