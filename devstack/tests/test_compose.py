@@ -383,6 +383,10 @@ def test_rate_limited_routes_are_post_routes_of_auth_service() -> None:
         "Method(`POST`) && Path(`/auth/token`)",
         "Method(`POST`) && Path(`/auth/refresh`)",
         "Method(`POST`) && Path(`/auth/register`)",
+        "Method(`POST`) && Path(`/auth/password-reset`)",
+        "Method(`POST`) && Path(`/auth/password-reset/confirm`)",
+        "Method(`POST`) && Path(`/auth/verify-email`)",
+        "Method(`POST`) && Path(`/auth/verify-email/resend`)",
     }
     for router in limited:
         (path,) = _matchers(router["rule"])[0]

@@ -229,8 +229,12 @@ class Stack:
             raise StackError(f"unknown component {name!r}; known: {', '.join(self.components)}")
         process.stop()
 
-    def start_component(self, name: str) -> None:
-        """(Re)start one component and wait until it is ready."""
+    def start_component(self, name: str, *, env: Mapping[str, str] | None = None) -> None:
+        """(Re)start one component and wait until it is ready. ``env`` adds variables to a
+        service's environment for this run (e.g. ``AUTH_REQUIRE_VERIFIED_EMAIL``); the next
+        start without it returns to the stack's own."""
+        if env is not None and name not in SERVICES:
+            raise StackError(f"only a service ({', '.join(SERVICES)}) takes extra env")
         if name == POSTGRES:
             self._start_postgres()
         elif name == REDIS:
@@ -238,7 +242,7 @@ class Stack:
         elif name == MAIL:
             self._start_mail()
         elif name in SERVICES:
-            self._start_service(name)
+            self._start_service(name, env)
             # Traefik's health check marks a restarted service up only on its next probe;
             # until then it answers 503 "no available server". Ready means routed again.
             for gateway, url in self._gateway_urls.items():
@@ -496,7 +500,7 @@ class Stack:
                     f"{tail(self.log_path(f'{service}-migrate'))}"
                 )
 
-    def _start_service(self, name: str) -> None:
+    def _start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
         config = self.config
         port, app = (
             (config.auth_port, config.auth_app)
@@ -523,10 +527,10 @@ class Stack:
                     "5",
                 ],
                 self.log_path(name),
-                # uvicorn's worker-count variable, which auth-service sizes its hashing by
-                env={**self.env(), "WEB_CONCURRENCY": str(config.workers)},
             )
             self._processes[name] = process
+        # uvicorn's worker-count variable, which auth-service sizes its hashing by
+        process.env = {**self.env(), "WEB_CONCURRENCY": str(config.workers), **(extra_env or {})}
         self._report(f"starting {name} on 127.0.0.1:{port}")
         process.start()
         base = f"http://127.0.0.1:{port}"
