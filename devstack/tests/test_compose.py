@@ -104,7 +104,11 @@ def test_scalable_services_have_no_container_name_or_host_port() -> None:
     services = compose()["services"]
     for name, spec in services.items():
         assert "container_name" not in spec, f"{name} has a fixed container name"
-        if name != "gateway":
+        # The gateway, and the optional mail catcher's web UI (loopback only, one instance).
+        if name == "mailpit":
+            assert spec["profiles"] == ["mail"]
+            assert all(str(port).startswith("127.0.0.1:") for port in spec["ports"])
+        elif name != "gateway":
             assert "ports" not in spec, f"{name} publishes a host port"
 
 
