@@ -27,6 +27,8 @@ class Settings(ServiceSettings):
         frozen=True,
         validate_by_name=True,
         validate_by_alias=True,
+        # A refused value may be a secret (a password inside AUTH_SMTP_URL): never echo it.
+        hide_input_in_errors=True,
     )
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/auth"

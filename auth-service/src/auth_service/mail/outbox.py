@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.clock import Clock
@@ -71,6 +71,16 @@ async def enqueue(
     session.add(message)
     await session.flush()
     return message
+
+
+async def prune_finished(session: AsyncSession, *, before: datetime) -> int:
+    """Delete sent and skipped rows created before ``before`` (dead rows stay)."""
+    result = await session.execute(
+        delete(MailMessage).where(
+            MailMessage.status.in_((SENT, SKIPPED)), MailMessage.created_at < before
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class MailMetrics:
