@@ -89,8 +89,9 @@ def test_an_unknown_account_is_indistinguishable(
     unknown_times: list[float] = []
     first: dict[str, tuple[int, bytes, dict[str, str]]] = {}
     source = clients()
-    for i in range(40):
+    for i in range(60):
         c = next(source)
+        c.get("/")  # a warm connection: the handshake is timed for neither kind
         order = [("known", known_body), ("unknown", unknown_body)]
         if i % 2:
             order.reverse()
@@ -243,10 +244,11 @@ def test_reset_requests_are_rate_limited_per_client_address(client: Client) -> N
         client.post(
             "/auth/password-reset", json={"email": f"{unique_username('x')}@example.com"}
         ).status_code
-        for _ in range(8)
+        for _ in range(30)
     ]
-    assert answers[:5] == [202] * 5
-    assert 429 in answers[5:]
+    # The default budget: a burst of 20 per client address (refilled at 30 per minute).
+    assert answers[:20] == [202] * 20
+    assert 429 in answers[20:]
 
 
 def test_resend_requires_a_bearer_token(client: Client) -> None:

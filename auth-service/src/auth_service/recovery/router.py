@@ -25,7 +25,7 @@ RESET_ACCEPTED = "If the account exists, a message with a reset link is on its w
     response_model=Message,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Mail a password reset link (the same answer whether or not the account exists)",
-    responses=error_responses(422, 503),
+    responses=error_responses(400, 422, 503, s400="A malformed body"),
 )
 async def request_password_reset(
     body: PasswordResetRequest,
