@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from auth_service import maintenance
+from auth_service.db import Database
 from auth_service.mail import outbox
 from auth_service.mail.messages import render
 from auth_service.mail.smtp import SmtpConfig
 from auth_service.models import MailMessage
+from auth_service.runtime import Runtime
 from auth_service.settings import Settings
 
 from .conftest import FakeClock
+from .smtp_server import SmtpServer
 
 
 @pytest.mark.parametrize(
@@ -102,3 +107,41 @@ async def test_maintenance_prunes_finished_mail_but_keeps_dead_and_pending(datab
             ).scalars()
         )
     assert left == {outbox.DEAD, outbox.PENDING}
+
+
+async def test_two_relays_never_send_one_message_twice(make_settings, fresh_database_url) -> None:
+    smtp = SmtpServer()
+    await smtp.start()
+    settings = make_settings(database_url=fresh_database_url, smtp_url=smtp.url, mail_batch_size=7)
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    runtimes = [
+        await Runtime.start(settings, clock=FakeClock(), registry=registry)
+        for registry in registries
+    ]
+    try:
+        database = Database.from_settings(settings)
+        try:
+            async with database.transaction() as session:
+                for n in range(40):
+                    await outbox.enqueue(
+                        session,
+                        template="email_change_notice",
+                        recipient=f"user{n}@example.com",
+                        context={"username": f"user{n}", "new_email": "new@example.com"},
+                        now=datetime.now(UTC) - timedelta(seconds=1),
+                    )
+        finally:
+            await database.dispose()
+        await asyncio.gather(*(runtime.mail.run_once() for runtime in runtimes))
+    finally:
+        for runtime in runtimes:
+            await runtime.close()
+        await smtp.stop()
+    recipients = [m["To"] for m in smtp.messages]
+    assert sorted(recipients) == sorted(f"user{n}@example.com" for n in range(40))
+    assert len({m["Message-ID"] for m in smtp.messages}) == 40
+    sent = [
+        registry.get_sample_value("auth_mail_sent_total", {"template": "email_change_notice"}) or 0
+        for registry in registries
+    ]
+    assert sum(sent) == 40
