@@ -21,6 +21,8 @@ TABLES = {
     "mfa_totp",
     "mfa_recovery_codes",
     "mfa_challenges",
+    "account_tokens",
+    "mail_outbox",
 }
 
 

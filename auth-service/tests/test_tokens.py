@@ -24,6 +24,7 @@ async def test_claims(client, runtime):
         "nbf",
         "jti",
         "preferred_username",
+        "email_verified",
         "roles",
         "client_id",
         "scope",
@@ -39,6 +40,7 @@ async def test_claims(client, runtime):
     assert claims["roles"] == []
     assert claims["client_id"] == runtime.settings.public_client_id
     assert claims["scope"] == "items:read items:write"
+    assert claims["email_verified"] is False
     assert body["expires_in"] == runtime.settings.access_token_ttl_seconds
 
 

@@ -55,6 +55,10 @@ AUTH_OPERATIONS = [
     "POST /auth/token",
     "POST /auth/refresh",
     "POST /auth/logout",
+    "POST /auth/password-reset",
+    "POST /auth/password-reset/confirm",
+    "POST /auth/verify-email",
+    "POST /auth/verify-email/resend",
     "GET /auth/me",
     "GET /users/me",
     "PUT /users/me",
@@ -85,6 +89,7 @@ ITEMS_OPERATIONS = [
 # Operations without any input have no invalid data to generate.
 NO_INPUT = {
     "GET /auth/me",
+    "POST /auth/verify-email/resend",
     "GET /users/me",
     "DELETE /users/me",
     "GET /.well-known/jwks.json",

@@ -14,6 +14,7 @@ from auth_service.clock import Clock, system_clock
 from auth_service.db import Database
 from auth_service.mfa.router import router as mfa_router
 from auth_service.oauth.router import router as oauth_router
+from auth_service.recovery.router import router as recovery_router
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
 from auth_service.users.router import router as users_router
@@ -46,7 +47,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.environment != "test":
             configure_logging(SERVICE, settings.log_level, json_format=settings.log_json)
-        runtime = await Runtime.start(settings, clock=clock, database=database)
+        runtime = await Runtime.start(
+            settings, clock=clock, database=database, registry=app.state.metrics.registry
+        )
         app.state.runtime = runtime
         app.state.token_verifier = runtime.verifier
         try:
@@ -99,6 +102,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(oauth_router)
     app.include_router(clients_router)
+    app.include_router(recovery_router)
     app.include_router(users_router)
     app.include_router(mfa_router)
     app.include_router(wellknown_router)

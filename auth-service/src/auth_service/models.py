@@ -1,6 +1,6 @@
 """The auth database: users, signing keys, refresh token families, the event outbox, registered
-OAuth2 clients, revoked access tokens and second factors (TOTP, recovery codes, pending
-MFA sign-ins)."""
+OAuth2 clients, revoked access tokens, second factors (TOTP, recovery codes, pending MFA
+sign-ins), account tokens (password reset, email verification) and the mail outbox."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -47,6 +48,7 @@ class User(Base):
     hashed_password: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=true())
     is_admin: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    email_verified: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -212,3 +214,54 @@ class MfaChallenge(Base):
     show_scope: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class AccountToken(Base):
+    """A single-use token mailed to a user (``purpose``: ``password_reset``, ``verify_email``).
+
+    Stored only as its SHA-256. ``email`` is the address a verification token confirms (the
+    current one, or the new one of a pending change). ``consumed_at`` is set when the token is
+    used, superseded by a newer one of the same purpose, or voided by a password change.
+    """
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    consumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_account_tokens_user_purpose", "user_id", "purpose", "created_at"),)
+
+
+class MailMessage(Base):
+    """A message waiting in the mail outbox, written in the transaction that asked for it.
+
+    The mail relay sends ``pending`` rows whose ``next_attempt_at`` has come and marks them
+    ``sent``; a failure reschedules the row with backoff, and after the last attempt it is
+    ``dead``. A row without ``recipient`` is a request still to be resolved by the relay
+    (a password reset names an account, which the relay looks up). ``context`` holds what the
+    template needs, links included, and is emptied once the row is sent or dead.
+    """
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    template: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str | None] = mapped_column(String(254))
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_mail_outbox_pending", "next_attempt_at", postgresql_where=status == "pending"),
+    )

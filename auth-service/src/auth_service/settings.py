@@ -12,6 +12,7 @@ from typing import Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from auth_service.mail.smtp import SmtpConfig
 from svckit.settings import PLACEHOLDER_SECRETS, ServiceSettings
 from svckit.tokens import CLIENT_ID_PATTERN
 
@@ -27,6 +28,8 @@ class Settings(ServiceSettings):
         frozen=True,
         validate_by_name=True,
         validate_by_alias=True,
+        # A refused value may be a secret (a password inside AUTH_SMTP_URL): never echo it.
+        hide_input_in_errors=True,
     )
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/auth"
@@ -97,6 +100,38 @@ class Settings(ServiceSettings):
     first_superuser_email: str | None = None
     first_superuser_password: SecretStr | None = None
 
+    # Mail: delivery over SMTP through the mail outbox (auth_service.mail)
+    # smtp://host:port (STARTTLS when offered), smtp+starttls:// (STARTTLS required),
+    # smtps:// (TLS from the first byte); user:password@ for AUTH. Unset: mail stays queued.
+    smtp_url: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    mail_from: str = Field(default="no-reply@localhost", min_length=3, max_length=254)
+    mail_batch_size: int = Field(default=20, ge=1, le=1000)
+    mail_max_attempts: int = Field(default=8, ge=1, le=100)
+    mail_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    mail_retry_max_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    # Links in messages start with this (the public gateway URL); default: AUTH_ISSUER.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    reset_link_path: str = Field(default="/reset-password", pattern=r"^/[^\s?#]*$")
+    verify_link_path: str = Field(default="/verify-email", pattern=r"^/[^\s?#]*$")
+
+    # Account recovery and verification (auth_service.recovery)
+    reset_token_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
+    reset_throttle_max: int = Field(default=3, ge=1, le=1000)
+    reset_throttle_window_seconds: int = Field(default=3600, ge=1, le=86_400)
+    verify_token_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    verify_resend_max: int = Field(default=5, ge=1, le=1000)
+    verify_resend_window_seconds: int = Field(default=3600, ge=1, le=86_400)
+    require_verified_email: bool = False
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            SmtpConfig.from_url(value.get_secret_value(), timeout=1)
+            return value
+        return None
+
     @model_validator(mode="after")
     def _check_key_schedule(self) -> Self:
         delay = self.key_activation_delay_seconds
@@ -140,6 +175,11 @@ class Settings(ServiceSettings):
 
     def secrets_to_check(self) -> dict[str, SecretStr | None]:
         return {"AUTH_KEY_PASSPHRASE": self.key_passphrase}
+
+    @property
+    def link_base(self) -> str:
+        """Where links in messages point: the configured public URL, never a request's Host."""
+        return (self.public_url or self.issuer).rstrip("/")
 
     @property
     def hashing_threads(self) -> int:

@@ -55,6 +55,7 @@ def issue_access_token(
     }
     if user is not None:
         claims["preferred_username"] = user.username
+        claims["email_verified"] = user.email_verified
         claims["roles"] = roles_of(user)
         if amr:
             claims["amr"] = list(amr)

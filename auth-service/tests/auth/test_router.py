@@ -30,6 +30,7 @@ async def test_register_returns_the_user_without_password_fields(client):
         "id",
         "username",
         "email",
+        "email_verified",
         "full_name",
         "is_active",
         "is_admin",
@@ -38,6 +39,7 @@ async def test_register_returns_the_user_without_password_fields(client):
     assert body["username"] == username  # case kept
     assert body["email"] == f"{username.lower()}@example.com"  # lower-cased
     assert body["is_active"] is True
+    assert body["email_verified"] is False
     assert body["is_admin"] is False
 
 

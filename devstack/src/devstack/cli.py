@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             f"  API docs: {stack.base_url}/docs/auth  {stack.base_url}/docs/items\n"
             f"  JWKS:     {stack.base_url}/.well-known/jwks.json\n"
             f"  metrics:  {stack.metrics_url}/metrics (gateway, internal)\n"
+            f"  mail:     {_mail_line(stack)}\n"
             f"Press Ctrl-C to stop.",
             flush=True,
         )
@@ -115,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
             signal.signal(signal.SIGINT, previous_sigint)
             _say("stopped")
+
+
+def _mail_line(stack: Stack) -> str:
+    if stack.local_mail:
+        return f"every message is a file in {stack.mail_dir} (log: {stack.log_path('mail')})"
+    return "sent to AUTH_SMTP_URL"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from auth_service.auth import service
 from auth_service.auth.schemas import LogoutRequest, RefreshRequest, TokenResponse
 from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service as users
 from auth_service.users.schemas import Message, UserCreate, UserRead
@@ -40,6 +41,9 @@ async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -
         full_name=body.full_name,
         hashed_password=hashed,
         now=runtime.clock(),
+    )
+    await recovery.send_verification(
+        session, runtime.settings, user, user.email, now=user.created_at
     )
     return UserRead.model_validate(user)
 

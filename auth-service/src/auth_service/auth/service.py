@@ -11,6 +11,7 @@ from auth_service import refresh, tokens
 from auth_service.auth.schemas import TokenResponse
 from auth_service.deps import InactiveUser
 from auth_service.models import User
+from auth_service.recovery.service import refuse_unverified_login
 from auth_service.runtime import Runtime
 from auth_service.users import service as users
 from svckit.errors import ServiceError
@@ -54,6 +55,7 @@ async def authenticate(
         raise BadCredentials()
     if not user.is_active:
         raise InactiveUser()
+    refuse_unverified_login(runtime.settings, user)
     await throttle.reset(identifier)
     if verification.new_hash is not None:
         # A legacy scheme or a lower cost: store the password under the current scheme.
