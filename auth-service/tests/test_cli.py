@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_service import cli
-from auth_service.models import SigningKey, User
+from auth_service.models import OAuthClient, SigningKey, User
 from svckit.settings import asyncpg_url
 from svckit.testing.servers import free_port
 
@@ -52,7 +52,7 @@ async def test_migrate_builds_an_empty_database(monkeypatch, database_factory, c
     url = asyncpg_url(database_factory("authcli"))
     monkeypatch.setenv("AUTH_DATABASE_URL", url)
     assert await asyncio.to_thread(run_cli, "migrate") == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
     assert await fetch(url, select(User.id)) == []
     assert await asyncio.to_thread(run_cli, "migrate") == 0  # idempotent
 
@@ -200,3 +200,108 @@ async def test_reencrypt_keys(cli_env, monkeypatch, capsys):
     monkeypatch.setenv("AUTH_KEY_PASSPHRASE", "third-long-passphrase-3")
     assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 1
     assert "nothing was changed" in capsys.readouterr().err
+
+
+async def test_create_superuser_reads_a_piped_password_without_the_flag(
+    cli_env, monkeypatch, capsys
+):
+    monkeypatch.delenv("AUTH_SUPERUSER_PASSWORD", raising=False)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    username = unique("piped")
+    code = await asyncio.to_thread(
+        run_cli, "create-superuser", "--username", username, "--email", f"{username}@e.com"
+    )
+    assert code == 0, capsys.readouterr().err
+    rows = await fetch(cli_env, select(User.is_admin).where(User.username == username))
+    assert rows == [(True,)]
+
+
+async def test_clients_create_list_rotate_delete(cli_env, capsys, caplog):
+    code = await asyncio.to_thread(
+        run_cli,
+        "clients",
+        "create",
+        "--name",
+        "nightly job",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "items:read",
+        "--scope",
+        "items:moderate",
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = dict(line.split(":", 1) for line in out.splitlines() if line.startswith("client_"))
+    client_id, secret = lines["client_id"].strip(), lines["client_secret"].strip()
+    assert client_id.startswith("svc_")
+    stored = await fetch(
+        cli_env, select(OAuthClient.secret_hash).where(OAuthClient.client_id == client_id)
+    )
+    assert secret not in stored[0][0]
+    assert secret not in caplog.text
+
+    assert await asyncio.to_thread(run_cli, "clients", "list") == 0
+    assert client_id in capsys.readouterr().out
+    assert await asyncio.to_thread(run_cli, "clients", "rotate-secret", client_id) == 0
+    assert secret not in capsys.readouterr().out
+    assert await asyncio.to_thread(run_cli, "clients", "delete", client_id) == 0
+    assert await asyncio.to_thread(run_cli, "clients", "show", client_id) == 1
+    assert "no client" in capsys.readouterr().err
+
+
+async def test_clients_create_refuses_unknown_scopes(cli_env, capsys):
+    with pytest.raises(SystemExit):
+        await asyncio.to_thread(
+            run_cli,
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "everything",
+        )
+
+
+async def test_reencrypt_keys_reseals_totp_secrets(cli_env, monkeypatch, capsys):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from auth_service.mfa.sealing import SecretBox
+    from auth_service.models import TotpFactor
+
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    first = await SecretBox.from_passphrase(b"first-long-passphrase-1")
+    engine = create_async_engine(cli_env)
+    try:
+        async with engine.begin() as conn:
+            user_id = await conn.scalar(
+                insert(User)
+                .values(
+                    username=unique("sealed"),
+                    email=f"{unique('sealed')}@example.com",
+                    hashed_password="x",
+                )
+                .returning(User.id)
+            )
+            assert user_id is not None
+            sealed, _ = first.seal(secret, user_id=user_id)
+            await conn.execute(
+                insert(TotpFactor).values(
+                    user_id=user_id, secret=sealed, encrypted=True, created_at=datetime.now(UTC)
+                )
+            )
+    finally:
+        await engine.dispose()
+    monkeypatch.setenv("AUTH_OLD_KEY_PASSPHRASE", "first-long-passphrase-1")
+    monkeypatch.setenv("AUTH_KEY_PASSPHRASE", "second-long-passphrase-2")
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
+    assert "1 TOTP secret(s) re-sealed" in capsys.readouterr().out
+    assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
+    assert "TOTP" not in capsys.readouterr().out  # already under the new passphrase
+    rows = await fetch(cli_env, select(TotpFactor.secret).where(TotpFactor.user_id == user_id))
+    second = await SecretBox.from_passphrase(b"second-long-passphrase-2")
+    assert second.open(rows[0][0], encrypted=True, user_id=user_id) == secret

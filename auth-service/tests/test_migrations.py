@@ -10,7 +10,20 @@ from auth_service import migrator
 from auth_service.models import Base
 from svckit.settings import asyncpg_url
 
-TABLES = {"users", "signing_keys", "refresh_families", "refresh_tokens", "outbox_events"}
+TABLES = {
+    "users",
+    "signing_keys",
+    "refresh_families",
+    "refresh_tokens",
+    "outbox_events",
+    "oauth_clients",
+    "revoked_access_tokens",
+    "mfa_totp",
+    "mfa_recovery_codes",
+    "mfa_challenges",
+    "account_tokens",
+    "mail_outbox",
+}
 
 
 async def tables(engine):
@@ -35,7 +48,7 @@ async def test_upgrade_downgrade_upgrade_and_no_model_drift(database_factory):
     try:
         assert await tables(engine) == set()
         await migrator.upgrade(engine)
-        assert await migrator.current_revision(engine) == "0001"
+        assert await migrator.current_revision(engine) == "0004"
         assert await tables(engine) == TABLES | {"alembic_version"}
         assert await model_diff(engine) == []
 

@@ -24,8 +24,13 @@ async def test_claims(client, runtime):
         "nbf",
         "jti",
         "preferred_username",
+        "email_verified",
         "roles",
+        "client_id",
+        "scope",
+        "amr",
     }
+    assert claims["amr"] == ["pwd"]
     assert claims["iss"] == runtime.settings.issuer
     assert claims["sub"] == str(user["id"])
     assert claims["aud"] == "api"
@@ -33,6 +38,9 @@ async def test_claims(client, runtime):
     assert claims["nbf"] == claims["iat"]
     assert claims["preferred_username"] == user["username"]
     assert claims["roles"] == []
+    assert claims["client_id"] == runtime.settings.public_client_id
+    assert claims["scope"] == "items:read items:write"
+    assert claims["email_verified"] is False
     assert body["expires_in"] == runtime.settings.access_token_ttl_seconds
 
 

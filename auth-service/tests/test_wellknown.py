@@ -63,7 +63,39 @@ async def test_authorization_server_metadata(client, runtime):
     assert meta["issuer"] == issuer
     assert meta["token_endpoint"] == f"{issuer}/auth/token"
     assert meta["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
-    assert set(meta["grant_types_supported"]) == {"password", "refresh_token"}
+    assert set(meta["grant_types_supported"]) == {
+        "password",
+        "refresh_token",
+        "client_credentials",
+        "urn:auth-service:params:oauth:grant-type:mfa-otp",
+    }
+    assert meta["revocation_endpoint"] == f"{issuer}/auth/revoke"
+    assert meta["introspection_endpoint"] == f"{issuer}/auth/introspect"
+    assert set(meta["scopes_supported"]) == {
+        "items:read",
+        "items:write",
+        "items:moderate",
+        "users:admin",
+    }
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+    }
+    assert set(meta["introspection_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+    }
+
+
+async def test_every_endpoint_the_metadata_lists_is_served(client, runtime):
+    meta = (await client.get("/.well-known/oauth-authorization-server")).json()
+    issuer = runtime.settings.issuer
+    paths = set((await client.get("/openapi/auth.json")).json()["paths"])
+    for name, value in meta.items():
+        if name.endswith("_endpoint") or name == "jwks_uri":
+            assert value.startswith(issuer), name
+            assert value[len(issuer) :] in paths, name
 
 
 async def test_metadata_issuer_equals_the_tokens_iss(app_context):

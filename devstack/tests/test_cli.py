@@ -134,7 +134,14 @@ def port_free(port: int) -> bool:
 
 def test_run_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    env = cli_env(data_dir)
+    root = f"root_{uuid.uuid4().hex[:8]}"
+    # `make run` passes the first administrator through from the environment.
+    env = cli_env(
+        data_dir,
+        AUTH_FIRST_SUPERUSER=root,
+        AUTH_FIRST_SUPERUSER_EMAIL=f"{root}@example.com",
+        AUTH_FIRST_SUPERUSER_PASSWORD=PASSWORD,
+    )
     ports = [int(env[k]) for k in ("GATEWAY_PORT", "AUTH_PORT", "ITEMS_PORT")]
     username = f"keeper_{uuid.uuid4().hex[:8]}"
 
@@ -157,9 +164,17 @@ def test_run_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> Non
             bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
             item = client.post("/items/", json={"title": "kept"}, headers=bearer)
             assert item.status_code == 200, item.text
+            admin = client.post("/auth/token", data={"username": root, "password": PASSWORD})
+            assert admin.status_code == 200, admin.text
+            me = client.get(
+                "/auth/me", headers={"Authorization": f"Bearer {admin.json()['access_token']}"}
+            )
+            assert me.json()["is_admin"] is True
+        assert (data_dir / "stack-env.json").exists()
         assert first.stop(signal.SIGTERM) == 0
     finally:
         first.kill()
+    assert not (data_dir / "stack-env.json").exists(), "the running stack's settings are gone"
     assert all(port_free(p) for p in ports), "every child stopped"
     assert not (data_dir / "postgres" / "postmaster.pid").exists(), "PostgreSQL stopped"
 
@@ -181,3 +196,51 @@ def test_run_stops_cleanly_and_keeps_data_across_restarts(tmp_path: Path) -> Non
         second.kill()
     assert all(port_free(p) for p in ports)
     assert "Traceback" not in (tmp_path / "second.log").read_text()
+
+
+def test_service_cli_runs_against_the_running_stack(stack: Stack, client: httpx.Client) -> None:
+    """`make superuser` / `devstack cli auth-service create-superuser` with a piped password
+    makes an administrator of the stack, wherever its database lives."""
+    name = f"adm_{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "ITEMS_"))}
+    env.pop("REDIS_URL", None)
+    env.pop("AUTH_SUPERUSER_PASSWORD", None)
+    result = subprocess.run(
+        [
+            str(DEVSTACK),
+            "cli",
+            "--data-dir",
+            str(stack.data_dir),
+            "auth-service",
+            "create-superuser",
+            "--username",
+            name,
+            "--email",
+            f"{name}@example.com",
+        ],
+        input=PASSWORD + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    token = client.post("/auth/token", data={"username": name, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    me = client.get("/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    assert me.json()["is_admin"] is True
+    assert (stack.data_dir / "stack-env.json").stat().st_mode & 0o077 == 0
+
+
+def test_service_cli_without_a_running_stack_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(DEVSTACK), "cli", "--data-dir", str(tmp_path), "auth-service", "list-keys"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no running stack" in result.stderr
+    assert "make run" in result.stderr

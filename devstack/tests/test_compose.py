@@ -105,7 +105,11 @@ def test_scalable_services_have_no_container_name_or_host_port() -> None:
     services = compose()["services"]
     for name, spec in services.items():
         assert "container_name" not in spec, f"{name} has a fixed container name"
-        if name != "gateway":
+        # The gateway, and the optional mail catcher's web UI (loopback only, one instance).
+        if name == "mailpit":
+            assert spec["profiles"] == ["mail"]
+            assert all(str(port).startswith("127.0.0.1:") for port in spec["ports"])
+        elif name != "gateway":
             assert "ports" not in spec, f"{name} publishes a host port"
 
 
@@ -437,6 +441,12 @@ def test_rate_limited_routes_are_post_routes_of_auth_service() -> None:
         "Method(`POST`) && Path(`/auth/token`)",
         "Method(`POST`) && Path(`/auth/refresh`)",
         "Method(`POST`) && Path(`/auth/register`)",
+        "Method(`POST`) && Path(`/auth/revoke`)",
+        "Method(`POST`) && Path(`/auth/introspect`)",
+        "Method(`POST`) && Path(`/auth/password-reset`)",
+        "Method(`POST`) && Path(`/auth/password-reset/confirm`)",
+        "Method(`POST`) && Path(`/auth/verify-email`)",
+        "Method(`POST`) && Path(`/auth/verify-email/resend`)",
     }
     for router in limited:
         (path,) = _matchers(router["rule"])[0]

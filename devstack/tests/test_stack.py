@@ -21,6 +21,7 @@ from stack_env import (
 )
 
 from devstack import Stack
+from devstack.mailserver import stored_messages
 
 WRONG_PASSWORD = "Wr0ng!Password"
 
@@ -261,3 +262,26 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies(
         assert statuses[-1] == 429
     finally:
         stack.stop_component(f"gateway-{url.rsplit(':', 1)[1]}")
+
+
+def test_mail_goes_to_the_local_smtp_server_as_files(stack: Stack, client: httpx.Client) -> None:
+    username = f"mail_{uuid.uuid4().hex[:12]}"
+    address = f"{username}@example.com"
+    response = client.post(
+        "/auth/register",
+        json={"username": username, "email": address, "password": "Str0ng!Passw0rd"},
+    )
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 20
+    found = []
+    while time.monotonic() < deadline and not found:
+        found = [m for m in stored_messages(stack.mail_dir) if m["To"] == address]
+        time.sleep(0.2)
+    assert found, "the verification message never reached the local SMTP server"
+    text = found[0].get_body(preferencelist=("plain",))
+    assert text is not None
+    assert f"{stack.base_url}/verify-email?token=" in text.get_content()
+    log_lines = [line for line in stack.read_log("mail").splitlines() if address in line]
+    assert len(log_lines) == 1
+    assert "Confirm your email address" in log_lines[0]
+    assert "token" not in log_lines[0]

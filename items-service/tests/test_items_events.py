@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -16,12 +17,14 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import Tokens, eventually, make_settings, serve
 
-from items_service.auth import DeletedUsers
+from items_service.auth import DeletedUsers, RevokedTokens
 from items_service.db import Database
 from items_service.events import (
     PoisonMessage,
+    TokenRevokedEvent,
     UserDeletedEvent,
     UserEventsConsumer,
+    apply_token_revoked,
     apply_user_deleted,
     parse_event,
 )
@@ -441,3 +444,100 @@ async def test_idle_consumers_without_pending_entries_are_forgotten(
         return names == {b"crashed-holding-one", consumer.consumer.encode()}
 
     await eventually(only_live_ones_left)
+
+
+# ---------------------------------------------------------------------- token revocation
+
+
+def token_revoked(jti: str, expires_at: datetime) -> dict[str, str]:
+    return {
+        "type": "token.revoked",
+        "jti": jti,
+        "expires_at": expires_at.isoformat(),
+        "event_id": uuid.uuid4().hex,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def test_parse_token_revoked() -> None:
+    expires = datetime.now(UTC)
+    fields = {k.encode(): v.encode() for k, v in token_revoked("abc", expires).items()}
+    event = parse_event(fields)
+    assert isinstance(event, TokenRevokedEvent)
+    assert event.jti == "abc"
+    assert event.expires_at == expires
+    for broken in ({b"jti": b""}, {b"jti": b"x" * 65}, {b"expires_at": b"soon"}):
+        with pytest.raises(PoisonMessage):
+            parse_event({**fields, **broken})
+
+
+async def test_a_revoked_token_is_refused_within_2_s_and_after_a_restart(
+    redis: aioredis.Redis,
+    database_url: str,
+    jwks_server: JWKSServer,
+    redis_url: str,
+    stream: str,
+    tokens: Tokens,
+) -> None:
+    settings = make_settings(
+        database_url,
+        jwks_server.url,
+        events_enabled=True,
+        redis_url=redis_url,
+        events_stream=stream,
+        events_dead_stream=f"{stream}:dead",
+        events_block_seconds=0.1,
+    )
+    jti = uuid.uuid4().hex
+    headers = tokens.headers(7, jti=jti)
+    other = tokens.headers(7)
+    async with serve(settings) as (_app, client):
+        assert (await client.get("/items/my-items", headers=headers)).status_code == 200
+        expires = datetime.fromtimestamp(time.time() + 300, UTC)
+        await redis.xadd(stream, token_revoked(jti, expires))
+        started = time.monotonic()
+
+        async def refused() -> bool:
+            response = await client.get("/items/my-items", headers=headers)
+            return response.status_code == 401
+
+        await eventually(refused, timeout=2.0)
+        assert time.monotonic() - started < 2.0
+        assert (await client.get("/items/my-items", headers=other)).status_code == 200
+    # a restart (a fresh process, no events) still refuses it: it is in the items database
+    async with serve(make_settings(database_url, jwks_server.url)) as (_app, client):
+        response = await client.get("/items/my-items", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_other_replicas_pick_up_revocations_from_the_database(
+    database_url: str, jwks_server: JWKSServer, tokens: Tokens, db: Database
+) -> None:
+    settings = make_settings(database_url, jwks_server.url, revoked_tokens_refresh_seconds=0.1)
+    jti = uuid.uuid4().hex
+    headers = tokens.headers(8, jti=jti)
+    async with serve(settings) as (_app, client):
+        assert (await client.get("/items/my-items", headers=headers)).status_code == 200
+        # what another replica's consumer did
+        await apply_token_revoked(
+            db,
+            TokenRevokedEvent(uuid.uuid4(), jti, datetime.fromtimestamp(time.time() + 300, UTC)),
+        )
+
+        async def refused() -> bool:
+            return (await client.get("/items/my-items", headers=headers)).status_code == 401
+
+        await eventually(refused, timeout=2.0)
+        assert (await client.get("/items/my-items", headers=headers)).status_code == 401
+
+
+async def test_expired_revocations_are_forgotten_and_pruned(db: Database) -> None:
+    revoked = RevokedTokens()
+    long_ago = datetime.fromtimestamp(time.time() - 3600, UTC)
+    await apply_token_revoked(db, TokenRevokedEvent(uuid.uuid4(), "old", long_ago))
+    await apply_token_revoked(db, TokenRevokedEvent(uuid.uuid4(), "old", long_ago))  # idempotent
+    await revoked.refresh(db)
+    assert "old" not in revoked
+    await revoked.prune(db)
+    assert await db.fetchval("SELECT count(*) FROM revoked_tokens WHERE jti = 'old'") == 0

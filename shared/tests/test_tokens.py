@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from svckit_support import AUDIENCE, ISSUER
 
 from svckit.jwks import JWKSCache
+from svckit.scopes import UserTokenRequired
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims, b64url, compact_jws
 from svckit.tokens import MAX_LEEWAY_SECONDS, AccessClaims, InvalidToken, TokenVerifier
 
@@ -455,3 +456,63 @@ async def test_header_checks_come_before_the_key_lookup(
         await verifier.verify(REJECTED["kid-path-traversal"](ctx))
     assert jwks_server.requests == fetched + 1
     await cache.aclose()
+
+
+async def test_client_id_and_scope_claims(signing_key: SigningKey, verifier: TokenVerifier) -> None:
+    claims = access_claims(
+        issuer=ISSUER, audience=AUDIENCE, sub="7", client_id="first-party", scope="items:read"
+    )
+    verified = await verifier.verify(signing_key.sign(claims))
+    assert verified.client_id == "first-party"
+    assert verified.scopes == frozenset({"items:read"})
+    assert not verified.is_machine
+    assert verified.user_id == 7
+
+
+async def test_a_token_without_scope_holds_the_users_default_scopes(
+    signing_key: SigningKey, verifier: TokenVerifier
+) -> None:
+    user = await verifier.verify(signing_key.sign(access_claims(issuer=ISSUER, audience=AUDIENCE)))
+    assert user.scopes == frozenset({"items:read", "items:write"})
+    admin = await verifier.verify(
+        signing_key.sign(access_claims(issuer=ISSUER, audience=AUDIENCE, roles=["admin"]))
+    )
+    assert "items:moderate" in admin.scopes
+    assert admin.may_moderate
+
+
+async def test_a_machine_token_is_never_a_user(
+    signing_key: SigningKey, verifier: TokenVerifier
+) -> None:
+    claims = access_claims(
+        issuer=ISSUER, audience=AUDIENCE, sub="svc_1", client_id="svc_1", scope="items:moderate"
+    )
+    del claims["roles"]
+    verified = await verifier.verify(signing_key.sign(claims))
+    assert verified.is_machine
+    assert verified.may_moderate
+    assert not verified.is_admin
+    with pytest.raises(UserTokenRequired):
+        _ = verified.user_id
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sub": "svc_1", "client_id": "svc_2"},  # neither a user id nor the client
+        {"sub": "svc_1"},  # no client_id at all
+        {"sub": "9abc", "client_id": "9abc"},  # client ids start with a letter
+        {"client_id": 5},
+        {"client_id": "has space"},
+        {"sub": "svc_1", "client_id": "svc_1", "roles": ["admin"]},
+        {"scope": ["items:read"]},
+        {"scope": "items:read\x01"},
+    ],
+)
+async def test_malformed_client_and_scope_claims_are_rejected(
+    signing_key: SigningKey, verifier: TokenVerifier, changes: dict[str, Any]
+) -> None:
+    claims = access_claims(issuer=ISSUER, audience=AUDIENCE, sub="7")
+    claims.update(changes)
+    with pytest.raises(InvalidToken):
+        await verifier.verify(signing_key.sign(claims))

@@ -34,6 +34,9 @@ STACK_ENV = {
     "ITEMS_JWKS_REFRESH_COOLDOWN_SECONDS": "1",
     "GATEWAY_LOGIN_RATE_LIMIT": "5",
     "GATEWAY_LOGIN_RATE_PERIOD": "1m",
+    # Mail retried quickly, so an SMTP outage's message arrives within a test.
+    "AUTH_MAIL_RETRY_BASE_SECONDS": "0.5",
+    "AUTH_MAIL_RETRY_MAX_SECONDS": "1",
 }
 
 

@@ -55,6 +55,10 @@ AUTH_OPERATIONS = [
     "POST /auth/token",
     "POST /auth/refresh",
     "POST /auth/logout",
+    "POST /auth/password-reset",
+    "POST /auth/password-reset/confirm",
+    "POST /auth/verify-email",
+    "POST /auth/verify-email/resend",
     "GET /auth/me",
     "GET /users/me",
     "PUT /users/me",
@@ -65,6 +69,13 @@ AUTH_OPERATIONS = [
     "DELETE /users/{user_id}",
     "GET /.well-known/jwks.json",
     "GET /.well-known/oauth-authorization-server",
+    "POST /auth/revoke",
+    "POST /auth/introspect",
+    "GET /clients",
+    "POST /clients",
+    "GET /clients/{client_id}",
+    "DELETE /clients/{client_id}",
+    "POST /clients/{client_id}/secret",
 ]
 ITEMS_OPERATIONS = [
     "GET /items/",
@@ -78,11 +89,20 @@ ITEMS_OPERATIONS = [
 # Operations without any input have no invalid data to generate.
 NO_INPUT = {
     "GET /auth/me",
+    "POST /auth/verify-email/resend",
     "GET /users/me",
     "DELETE /users/me",
     "GET /.well-known/jwks.json",
     "GET /.well-known/oauth-authorization-server",
 }
+# The second factor (auth_service.mfa).
+MFA_OPERATIONS = [
+    "POST /users/me/mfa/totp",
+    "POST /users/me/mfa/totp/confirm",
+    "DELETE /users/me/mfa/totp",
+    "DELETE /users/{user_id}/mfa/totp",
+]
+AUTH_OPERATIONS += MFA_OPERATIONS
 
 
 @dataclass
@@ -143,6 +163,22 @@ def auth_target(local_stack: Stack, base_url: str, admin_credentials: tuple[str,
         admin = client.login(*admin_credentials)
         doomed_patch, _ = _user(client)
         doomed_delete, _ = _user(client)
+        registered = []
+        for name in ("read", "delete", "rotate"):
+            response = client.post(
+                "/clients",
+                json={"name": f"fuzzed {name}", "grant_types": ["client_credentials"]},
+                headers=admin.headers,
+            )
+            assert response.status_code == 200, response.text
+            registered.append(response.json()["client_id"])
+    admin_routes = (
+        "GET /clients",
+        "POST /clients",
+        "GET /clients/{client_id}",
+        "DELETE /clients/{client_id}",
+        "POST /clients/{client_id}/secret",
+    )
     return Target(
         base_url=local_stack.auth_url,
         schema=_schema(f"{local_stack.auth_url}/openapi/auth.json"),
@@ -153,10 +189,14 @@ def auth_target(local_stack: Stack, base_url: str, admin_credentials: tuple[str,
             "GET /users/{user_id}": admin.access_token,
             "PATCH /users/{user_id}": admin.access_token,
             "DELETE /users/{user_id}": admin.access_token,
+            **dict.fromkeys(admin_routes, admin.access_token),
         },
         path_parameters={
             "PATCH /users/{user_id}": {"user_id": doomed_patch["id"]},
             "DELETE /users/{user_id}": {"user_id": doomed_delete["id"]},
+            "GET /clients/{client_id}": {"client_id": registered[0]},
+            "DELETE /clients/{client_id}": {"client_id": registered[1]},
+            "POST /clients/{client_id}/secret": {"client_id": registered[2]},
         },
     )
 
@@ -242,7 +282,11 @@ def test_schemas_declare_the_error_responses_the_services_return(
     for label in ("PUT /items/{item_id}", "PATCH /items/{item_id}", "DELETE /items/{item_id}"):
         assert {"403", "412"} <= _declared(items_target, label), label
     for label in ("POST /auth/token",):
-        assert {"401", "403", "422", "429", "503"} <= _declared(auth_target, label)
+        assert {"400", "401", "403", "422", "429", "503"} <= _declared(auth_target, label)
+    for label in ("POST /auth/revoke", "POST /auth/introspect"):
+        assert {"400", "401", "422", "429", "503"} <= _declared(auth_target, label)
+    for label in ("GET /clients", "POST /clients", "GET /clients/{client_id}"):
+        assert "403" in _declared(auth_target, label), label
 
 
 def _operation_document(target: Target, label: str) -> Mapping[str, Any]:

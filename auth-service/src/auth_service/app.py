@@ -9,8 +9,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from auth_service.auth.router import router as auth_router
+from auth_service.clients.router import router as clients_router
 from auth_service.clock import Clock, system_clock
 from auth_service.db import Database
+from auth_service.mfa.router import router as mfa_router
+from auth_service.oauth.router import router as oauth_router
+from auth_service.recovery.router import router as recovery_router
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
 from auth_service.users.router import router as users_router
@@ -43,7 +47,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.environment != "test":
             configure_logging(SERVICE, settings.log_level, json_format=settings.log_json)
-        runtime = await Runtime.start(settings, clock=clock, database=database)
+        runtime = await Runtime.start(
+            settings, clock=clock, database=database, registry=app.state.metrics.registry
+        )
         app.state.runtime = runtime
         app.state.token_verifier = runtime.verifier
         try:
@@ -94,6 +100,10 @@ def create_app(
         }
 
     app.include_router(auth_router)
+    app.include_router(oauth_router)
+    app.include_router(clients_router)
+    app.include_router(recovery_router)
     app.include_router(users_router)
+    app.include_router(mfa_router)
     app.include_router(wellknown_router)
     return app

@@ -4,13 +4,18 @@
     auth-service create-superuser --username U --email E [--full-name N] [--password-stdin]
     auth-service rotate-keys                   publish a new signing key (signs after the delay)
     auth-service list-keys                     show the signing keys and their schedule
-    auth-service reencrypt-keys                re-encrypt private keys with AUTH_KEY_PASSPHRASE
+    auth-service reencrypt-keys                re-encrypt private keys and TOTP secrets with
+                                               AUTH_KEY_PASSPHRASE
     auth-service relay-outbox [--once]         publish pending user events to Redis
     auth-service seed --base-url URL           create sample users and items through the API
+    auth-service clients list                  registered OAuth2 clients
+    auth-service clients create --name N --grant-type G [--grant-type G] [--scope S ...]
+    auth-service clients show ID | delete ID | rotate-secret ID
 
 Passwords never come from the command line (it is visible to other users of the machine):
-``create-superuser`` reads ``AUTH_SUPERUSER_PASSWORD``, or stdin with ``--password-stdin``, or
-prompts on a terminal.
+``create-superuser`` reads stdin with ``--password-stdin`` or when stdin is not a terminal,
+else ``AUTH_SUPERUSER_PASSWORD``, else prompts on a terminal. A client's secret is printed once,
+by ``clients create`` and ``clients rotate-secret``; only its hash is stored.
 """
 
 from __future__ import annotations
@@ -22,16 +27,23 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from auth_service import migrator, outbox
+from auth_service.clients import service as clients
+from auth_service.clients.errors import ClientNotFound
+from auth_service.clients.schemas import GRANT_TYPES, ClientCreate
 from auth_service.clock import system_clock
 from auth_service.db import Database
 from auth_service.keys import schedule, store
 from auth_service.keys.material import KeyMaterialError
+from auth_service.mfa import service as mfa
+from auth_service.mfa.sealing import SecretBox
+from auth_service.models import OAuthClient
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
 from auth_service.runtime import close_redis, create_redis
@@ -39,6 +51,7 @@ from auth_service.settings import Settings
 from auth_service.users import service as users
 from auth_service.users.schemas import UserCreate
 from svckit.db import is_connection_error
+from svckit.scopes import SCOPES
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -71,19 +84,32 @@ async def migrate(settings: Settings, revision: str) -> str | None:
 # --------------------------------------------------------------------------- superuser
 
 
+def _stdin_is_a_terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def read_password(*, from_stdin: bool) -> str:
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif os.environ.get("AUTH_SUPERUSER_PASSWORD"):
         password = os.environ["AUTH_SUPERUSER_PASSWORD"]
-    elif sys.stdin.isatty():
+    elif _stdin_is_a_terminal():
         password = getpass.getpass("Password: ")
         if getpass.getpass("Password (again): ") != password:
             raise CommandError("the passwords do not match")
     else:
-        raise CommandError(
-            "no password: set AUTH_SUPERUSER_PASSWORD, use --password-stdin, or run on a terminal"
-        )
+        # Piped: the first line of stdin (``echo ... | auth-service create-superuser ...``).
+        try:
+            password = sys.stdin.readline().rstrip("\r\n")
+        except (OSError, ValueError):
+            password = ""
+        if not password:
+            raise CommandError(
+                "no password: pipe it on stdin, set AUTH_SUPERUSER_PASSWORD, or run on a terminal"
+            )
     if not password:
         raise CommandError("the password is empty")
     return password
@@ -127,6 +153,8 @@ async def create_superuser(
                 full_name=data.full_name,
                 hashed_password=hashed,
                 is_admin=True,
+                # Created by an operator, who vouches for the address.
+                email_verified=True,
                 now=system_clock(),
             )
             return f"superuser {user.username!r} created (id {user.id})"
@@ -202,14 +230,21 @@ async def reencrypt_keys(settings: Settings, old_passphrase: bytes | None) -> st
                 old_passphrase=old_passphrase,
                 new_passphrase=settings.passphrase_bytes(),
             )
+            # The TOTP secrets are sealed with the same passphrase (auth_service.mfa.sealing).
+            resealed = await mfa.reseal(
+                session,
+                old=await SecretBox.from_passphrase(old_passphrase),
+                new=await SecretBox.from_passphrase(settings.passphrase_bytes()),
+            )
     except KeyMaterialError as exc:
         raise CommandError(f"{exc}; nothing was changed (set AUTH_OLD_KEY_PASSPHRASE)") from None
     finally:
         await database.dispose()
     state = "encrypted with AUTH_KEY_PASSPHRASE" if settings.key_passphrase else "stored in clear"
+    secrets = f"; {resealed} TOTP secret(s) re-sealed" if resealed else ""
     if not changed:
-        return f"every key is already {state}"
-    return f"{len(changed)} key(s) now {state}: {', '.join(changed)}"
+        return f"every key is already {state}{secrets}"
+    return f"{len(changed)} key(s) now {state}: {', '.join(changed)}{secrets}"
 
 
 # --------------------------------------------------------------------------- outbox
@@ -246,6 +281,79 @@ async def relay_outbox(settings: Settings, *, once: bool) -> int:
         await database.dispose()
 
 
+# --------------------------------------------------------------------------- clients
+
+
+def _describe(client: OAuthClient) -> str:
+    return (
+        f"{client.client_id}  {client.name!r}  grants: {' '.join(client.grant_types)}  "
+        f"scopes: {' '.join(client.scopes) or '-'}  created {client.created_at.isoformat()}"
+    )
+
+
+async def clients_command(settings: Settings, args: argparse.Namespace) -> str:
+    database = Database.from_settings(settings)
+    hasher = PasswordHasher(rounds=settings.bcrypt_rounds, concurrency=1, queue_timeout=600)
+    now = system_clock()
+    try:
+        async with database.transaction() as session:
+            action = args.action
+            if action == "list":
+                found, total = await clients.list_clients(session, skip=0, limit=10_000)
+                return "\n".join([*(_describe(c) for c in found), f"{total} client(s)"])
+            if action == "create":
+                try:
+                    data = ClientCreate(
+                        name=args.name, grant_types=args.grant_type, scopes=args.scope or []
+                    )
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+                    )
+                    raise CommandError(f"invalid input: {problems}") from None
+                client, secret = await clients.create_client(session, hasher, data, now=now)
+                return (
+                    f"{_describe(client)}\nclient_id:     {client.client_id}\n"
+                    f"client_secret: {secret}\n(the secret is shown only now; store it safely)"
+                )
+            try:
+                if action == "show":
+                    return _describe(await clients.get_client(session, args.client_id))
+                if action == "delete":
+                    await clients.delete_client(session, args.client_id)
+                    return f"client {args.client_id} deleted"
+                client, secret = await clients.rotate_secret(
+                    session, hasher, args.client_id, now=now
+                )
+            except ClientNotFound:
+                raise CommandError(f"no client {args.client_id!r}") from None
+            return (
+                f"client_id:     {client.client_id}\nclient_secret: {secret}\n"
+                "(the old secret no longer works; the new one is shown only now)"
+            )
+    finally:
+        hasher.close()
+        await database.dispose()
+
+
+def _add_clients_parser(commands: Any) -> None:
+    p = commands.add_parser("clients", help="manage registered OAuth2 clients")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="list registered clients")
+    create = actions.add_parser("create", help="register a confidential client")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--grant-type", action="append", required=True, choices=GRANT_TYPES, help="repeatable"
+    )
+    create.add_argument("--scope", action="append", choices=sorted(SCOPES), help="repeatable")
+    for name, text in (
+        ("show", "show a client"),
+        ("delete", "delete a client and its refresh tokens"),
+        ("rotate-secret", "give a client a new secret (the old one stops working)"),
+    ):
+        actions.add_parser(name, help=text).add_argument("client_id")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -276,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("relay-outbox", help="publish pending user events to Redis")
     p.add_argument("--once", action="store_true", help="publish what is pending, then exit")
+
+    _add_clients_parser(commands)
 
     p = commands.add_parser("seed", help="create sample users and items through the gateway")
     p.add_argument("--base-url", default="http://127.0.0.1:8080")
@@ -322,6 +432,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         elif args.command == "reencrypt-keys":
             old = os.environ.get("AUTH_OLD_KEY_PASSPHRASE") or None
             print(asyncio.run(reencrypt_keys(settings, old.encode() if old else None)))
+        elif args.command == "clients":
+            print(asyncio.run(clients_command(settings, args)))
         elif args.command == "relay-outbox":
             count = asyncio.run(relay_outbox(settings, once=args.once))
             print(f"published {count} event(s)")

@@ -8,10 +8,11 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.db import request_session
-from auth_service.models import MAX_ID, User
+from auth_service.models import MAX_ID, RevokedAccessToken, User
 from auth_service.runtime import Runtime
 from svckit.bearer import Claims, InvalidCredentials, oauth2_scheme
 from svckit.errors import ServiceError
+from svckit.scopes import USERS_ADMIN, require_scopes
 
 
 class InactiveUser(ServiceError):
@@ -44,11 +45,16 @@ BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
 async def current_user(claims: Claims, session: SessionDep) -> User:
-    """The user a valid access token names; 401 when that user no longer exists."""
+    """The user a valid access token names; 401 when that user no longer exists or the token
+    was revoked, 403 for a service client's own token (it never passes for a user)."""
     user_id = claims.user_id
     user = await session.get(User, user_id) if 0 < user_id <= MAX_ID else None
     if user is None:
         raise InvalidCredentials()
+    if claims.token_id is not None:
+        revoked = await session.get(RevokedAccessToken, claims.token_id)
+        if revoked is not None:
+            raise InvalidCredentials()
     if not user.is_active:
         raise InactiveUser()
     return user
@@ -57,11 +63,12 @@ async def current_user(claims: Claims, session: SessionDep) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-async def admin_user(user: CurrentUser) -> User:
+async def admin_user(user: CurrentUser, claims: Claims) -> User:
     """The current user, who must be an administrator (checked in the database, not the
-    token, so a demotion takes effect at once)."""
+    token, so a demotion takes effect at once) holding a token with ``users:admin``."""
     if not user.is_admin:
         raise AdminRequired()
+    require_scopes(claims.scopes, [USERS_ADMIN])
     return user
 
 

@@ -1,9 +1,11 @@
 """The transactional outbox for cross-service events (DESIGN.md, "Cross-service data").
 
 A user deletion writes a ``user.deleted`` row in the same transaction as the deletion, so the
-event exists exactly when the deletion committed. The relay publishes unpublished rows to the
-Redis stream (``XADD`` with fields ``type``, ``user_id``, ``event_id``, ``occurred_at``) and
-marks them published only after Redis acknowledged them.
+event exists exactly when the deletion committed; an access token's revocation (RFC 7009)
+likewise writes ``token.revoked``. The relay publishes unpublished rows to the Redis stream
+(``XADD`` with fields ``type``, ``event_id``, ``occurred_at`` and the payload's members:
+``user_id`` for ``user.deleted``; ``jti`` and ``expires_at`` for ``token.revoked``) and marks
+them published only after Redis acknowledged them.
 
 * Several replicas may relay at once: rows are claimed with ``FOR UPDATE SKIP LOCKED``, so no
   row is published twice by two relays at the same time.
@@ -32,6 +34,7 @@ from auth_service.models import OutboxEvent
 logger = logging.getLogger("auth_service.outbox")
 
 USER_DELETED = "user.deleted"
+TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type)
 
 
 async def add_user_deleted(session: AsyncSession, user_id: int, *, now: datetime) -> OutboxEvent:
@@ -46,10 +49,25 @@ async def add_user_deleted(session: AsyncSession, user_id: int, *, now: datetime
     return event
 
 
+async def add_token_revoked(
+    session: AsyncSession, jti: str, *, expires_at: datetime, now: datetime
+) -> OutboxEvent:
+    """items-service refuses the access token ``jti`` from this event until ``expires_at``."""
+    event = OutboxEvent(
+        event_id=uuid.uuid4(),
+        type=TOKEN_REVOKED,
+        payload={"jti": jti, "expires_at": expires_at.isoformat()},
+        occurred_at=now,
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
 def stream_fields(event: OutboxEvent) -> dict[str, str]:
     return {
+        **{name: str(value) for name, value in event.payload.items()},
         "type": event.type,
-        "user_id": str(event.payload["user_id"]),
         "event_id": event.event_id.hex,
         "occurred_at": event.occurred_at.isoformat(),
     }

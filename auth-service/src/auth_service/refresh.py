@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,12 +28,24 @@ from auth_service.models import RefreshFamily, RefreshToken, User
 from svckit.errors import ServiceError
 
 MAX_TOKEN_LENGTH = 512
+# RFC 8176: a family that recorded nothing (older than the amr column) began with a password.
+PASSWORD_AMR = ("pwd",)
+
+
+# RFC 6749 §5.2 members, for the token endpoint's refresh_token grant (401 kept from the seed).
+_INVALID_GRANT = {
+    "error": "invalid_grant",
+    "error_description": "The refresh token is invalid, expired, revoked or was used",
+}
 
 
 class InvalidRefreshToken(ServiceError):
     status_code = 401
     code = "invalid_refresh_token"
     detail = "Invalid or expired refresh token"
+
+    def __init__(self) -> None:
+        super().__init__(extra=_INVALID_GRANT)
 
 
 class RefreshTokenReused(KeepWritesError):
@@ -41,6 +54,9 @@ class RefreshTokenReused(KeepWritesError):
     status_code = 401
     code = "invalid_refresh_token"
     detail = "Invalid or expired refresh token"
+
+    def __init__(self) -> None:
+        super().__init__(extra=_INVALID_GRANT)
 
 
 def new_token() -> str:
@@ -55,6 +71,9 @@ def token_hash(token: str) -> bytes:
 class Rotation:
     user: User
     refresh_token: str
+    client_id: str | None  # None: the first-party public client
+    scope: str | None  # None: the user's default scopes
+    amr: tuple[str, ...]  # how the login authenticated the user (RFC 8176)
 
 
 async def _add_token(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> str:
@@ -65,22 +84,47 @@ async def _add_token(session: AsyncSession, family_id: uuid.UUID, now: datetime)
 
 
 async def start_family(
-    session: AsyncSession, user: User, *, now: datetime, lifetime: timedelta
+    session: AsyncSession,
+    user: User,
+    *,
+    now: datetime,
+    lifetime: timedelta,
+    client_id: str | None = None,
+    scope: str | None = None,
+    amr: Sequence[str] | None = None,
 ) -> str:
-    """Begin a family for a fresh login; return its first refresh token."""
+    """Begin a family for a fresh login; return its first refresh token.
+
+    ``client_id`` is the registered client the login went through (``None``: the first-party
+    public client); ``scope`` what it was granted (``None``: the user's default scopes);
+    ``amr`` how the user authenticated, kept for every refreshed token (``None``: a password).
+    """
     family = RefreshFamily(
-        id=uuid.uuid4(), user_id=user.id, created_at=now, expires_at=now + lifetime
+        id=uuid.uuid4(),
+        user_id=user.id,
+        created_at=now,
+        expires_at=now + lifetime,
+        client_id=client_id,
+        scope=scope,
+        amr=list(amr) if amr else None,
     )
     session.add(family)
     await session.flush()
     return await _add_token(session, family.id, now)
 
 
-async def rotate(session: AsyncSession, token: str, *, now: datetime) -> Rotation:
+async def rotate(
+    session: AsyncSession, token: str, *, now: datetime, client_id: str | None = None
+) -> Rotation:
     """Use ``token`` up and return its successor with the user it belongs to.
 
-    Raises :class:`InvalidRefreshToken` for an unknown, expired or revoked token, or an
-    inactive user, and :class:`RefreshTokenReused` for a token used before.
+    ``client_id`` is the client presenting it (``None``: the first-party public client); a
+    token issued to another client is refused (RFC 6749 §6) and stays unused (the caller's
+    transaction rolls back).
+
+    Raises :class:`InvalidRefreshToken` for an unknown, expired or revoked token, an
+    inactive user or another client's token, and :class:`RefreshTokenReused` for a token
+    used before.
     """
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidRefreshToken()
@@ -113,7 +157,48 @@ async def rotate(session: AsyncSession, token: str, *, now: datetime) -> Rotatio
     family, user = row
     if family.revoked_at is not None or family.expires_at <= now or not user.is_active:
         raise InvalidRefreshToken()
-    return Rotation(user=user, refresh_token=await _add_token(session, family.id, now))
+    if family.client_id != client_id:
+        raise InvalidRefreshToken()
+    return Rotation(
+        user=user,
+        refresh_token=await _add_token(session, family.id, now),
+        client_id=family.client_id,
+        scope=family.scope,
+        amr=tuple(family.amr) if family.amr else PASSWORD_AMR,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyState:
+    """What revocation and introspection need to know of a refresh token."""
+
+    family: RefreshFamily
+    user: User
+    token_used: bool
+    issued_at: datetime
+
+
+async def find(session: AsyncSession, token: str) -> FamilyState | None:
+    """The family, user and state of ``token`` (``None`` when unknown); changes nothing."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    row = (
+        await session.execute(
+            select(RefreshToken, RefreshFamily, User)
+            .join(RefreshFamily, RefreshFamily.id == RefreshToken.family_id)
+            .join(User, User.id == RefreshFamily.user_id)
+            .where(RefreshToken.token_hash == token_hash(token))
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    refresh_token, family, user = row
+    return FamilyState(
+        family=family,
+        user=user,
+        token_used=refresh_token.used_at is not None,
+        issued_at=refresh_token.created_at,
+    )
 
 
 async def revoke_family(

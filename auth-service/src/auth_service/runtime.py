@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -14,11 +16,16 @@ from redis.backoff import ExponentialBackoff
 from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.keys.ring import KeyRing
+from auth_service.mail.outbox import MailMetrics, MailRelay
+from auth_service.mail.smtp import SmtpConfig, SmtpSender
 from auth_service.maintenance import Maintenance
+from auth_service.mfa.sealing import SecretBox
 from auth_service.outbox import OutboxRelay
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
+from auth_service.recovery.service import RESET_REQUEST, prepare_password_reset
 from auth_service.settings import Settings
+from auth_service.superuser import ensure_first_superuser
 from auth_service.throttle import LoginThrottle
 from svckit.tokens import TokenVerifier
 
@@ -42,6 +49,16 @@ def create_redis(settings: Settings) -> Redis[str]:
     )
 
 
+def create_smtp_sender(settings: Settings) -> SmtpSender | None:
+    if settings.smtp_url is None:
+        return None
+    return SmtpSender(
+        SmtpConfig.from_url(
+            settings.smtp_url.get_secret_value(), timeout=settings.smtp_timeout_seconds
+        )
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -53,15 +70,24 @@ class Runtime:
     policy: PasswordPolicy
     keyring: KeyRing
     throttle: LoginThrottle
+    client_throttle: LoginThrottle
+    mfa_throttle: LoginThrottle
+    totp_box: SecretBox
     verifier: TokenVerifier
     relay: OutboxRelay
+    mail: MailRelay
     maintenance: Maintenance
     owns_database: bool = True
     background: bool = field(default=False)
 
     @classmethod
     async def start(
-        cls, settings: Settings, *, clock: Clock, database: Database | None = None
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock,
+        database: Database | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> Runtime:
         owns_database = database is None
         db = database or Database.from_settings(settings)
@@ -97,6 +123,25 @@ class Runtime:
                 lockout=settings.login_throttle_lockout_seconds,
                 clock=clock,
             ),
+            # Failed client authentications, throttled per client id like logins per account.
+            client_throttle=LoginThrottle(
+                redis,
+                max_failures=settings.login_throttle_max_failures,
+                window=settings.login_throttle_window_seconds,
+                lockout=settings.login_throttle_lockout_seconds,
+                clock=clock,
+                prefix="auth:client",
+            ),
+            # Wrong second-factor codes, per account (auth_service.mfa.service.throttle_key).
+            mfa_throttle=LoginThrottle(
+                redis,
+                max_failures=settings.login_throttle_max_failures,
+                window=settings.login_throttle_window_seconds,
+                lockout=settings.login_throttle_lockout_seconds,
+                clock=clock,
+                prefix="auth:mfa",
+            ),
+            totp_box=await SecretBox.from_passphrase(settings.passphrase_bytes()),
             verifier=TokenVerifier(
                 keyring,
                 issuer=settings.issuer,
@@ -111,6 +156,21 @@ class Runtime:
                 interval=settings.outbox_relay_interval_seconds,
                 clock=clock,
             ),
+            mail=MailRelay(
+                db,
+                create_smtp_sender(settings),
+                mail_from=settings.mail_from,
+                batch_size=settings.mail_batch_size,
+                max_attempts=settings.mail_max_attempts,
+                retry_base=settings.mail_retry_base_seconds,
+                retry_max=settings.mail_retry_max_seconds,
+                interval=settings.outbox_relay_interval_seconds,
+                clock=clock,
+                metrics=MailMetrics(registry or CollectorRegistry()),
+                preparers={
+                    RESET_REQUEST: functools.partial(prepare_password_reset, settings=settings)
+                },
+            ),
             maintenance=Maintenance(
                 db,
                 retention=retention,
@@ -122,11 +182,13 @@ class Runtime:
         try:
             await hasher.start()
             await keyring.start()
+            await ensure_first_superuser(settings, db, hasher, clock=clock)
         except BaseException:
             await runtime.close()
             raise
         if settings.background_tasks:
             runtime.relay.start()
+            runtime.mail.start()
             runtime.maintenance.start()
             runtime.background = True
         return runtime
@@ -136,8 +198,14 @@ class Runtime:
         if self.background:
             self.relay.wake()
 
+    def wake_mail(self) -> None:
+        """Send queued mail now (called after the queuing transaction committed)."""
+        if self.background:
+            self.mail.wake()
+
     async def close(self) -> None:
         await self.relay.stop()
+        await self.mail.stop()
         await self.maintenance.stop()
         await self.http.aclose()
         await close_redis(self.redis)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from svckit.settings import ServiceSettings
+from auth_service.mail.smtp import SmtpConfig
+from svckit.settings import PLACEHOLDER_SECRETS, ServiceSettings
+from svckit.tokens import CLIENT_ID_PATTERN
 
 # The longest leeway any verifier of our tokens may apply (svckit.tokens.MAX_LEEWAY_SECONDS).
 MAX_VERIFIER_LEEWAY_SECONDS = 60
@@ -26,6 +28,8 @@ class Settings(ServiceSettings):
         frozen=True,
         validate_by_name=True,
         validate_by_alias=True,
+        # A refused value may be a secret (a password inside AUTH_SMTP_URL): never echo it.
+        hide_input_in_errors=True,
     )
 
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/auth"
@@ -69,6 +73,11 @@ class Settings(ServiceSettings):
     login_throttle_window_seconds: int = Field(default=300, ge=1, le=86_400)
     login_throttle_lockout_seconds: int = Field(default=300, ge=1, le=86_400)
 
+    # Second factor (auth_service.mfa): the issuer name authenticator apps show, and how long
+    # an mfa_token (a password login waiting for its code) stays good
+    mfa_issuer: str = Field(default="auth-service", min_length=1, max_length=64, pattern=r"^[^:]+$")
+    mfa_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+
     # /users/me composition
     items_url: str = "http://127.0.0.1:8002"
     items_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
@@ -84,6 +93,45 @@ class Settings(ServiceSettings):
 
     cors_origins: list[str] = Field(default_factory=list)
 
+    # OAuth2 (see auth_service.oauth): the client a password login names when it names none
+    public_client_id: str = Field(default="first-party", pattern=CLIENT_ID_PATTERN)
+    # The first administrator, created at start-up when no account has that name or email.
+    first_superuser: str | None = None
+    first_superuser_email: str | None = None
+    first_superuser_password: SecretStr | None = None
+
+    # Mail: delivery over SMTP through the mail outbox (auth_service.mail)
+    # smtp://host:port (STARTTLS when offered), smtp+starttls:// (STARTTLS required),
+    # smtps:// (TLS from the first byte); user:password@ for AUTH. Unset: mail stays queued.
+    smtp_url: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    mail_from: str = Field(default="no-reply@localhost", min_length=3, max_length=254)
+    mail_batch_size: int = Field(default=20, ge=1, le=1000)
+    mail_max_attempts: int = Field(default=8, ge=1, le=100)
+    mail_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    mail_retry_max_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    # Links in messages start with this (the public gateway URL); default: AUTH_ISSUER.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    reset_link_path: str = Field(default="/reset-password", pattern=r"^/[^\s?#]*$")
+    verify_link_path: str = Field(default="/verify-email", pattern=r"^/[^\s?#]*$")
+
+    # Account recovery and verification (auth_service.recovery)
+    reset_token_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
+    reset_throttle_max: int = Field(default=3, ge=1, le=1000)
+    reset_throttle_window_seconds: int = Field(default=3600, ge=1, le=86_400)
+    verify_token_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    verify_resend_max: int = Field(default=5, ge=1, le=1000)
+    verify_resend_window_seconds: int = Field(default=3600, ge=1, le=86_400)
+    require_verified_email: bool = False
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            SmtpConfig.from_url(value.get_secret_value(), timeout=1)
+            return value
+        return None
+
     @model_validator(mode="after")
     def _check_key_schedule(self) -> Self:
         delay = self.key_activation_delay_seconds
@@ -92,6 +140,30 @@ class Settings(ServiceSettings):
                 "AUTH_KEY_ACTIVATION_DELAY_SECONDS must be at least AUTH_JWKS_MAX_AGE_SECONDS, "
                 "so every cached JWKS holds a new key before it signs anything"
             )
+        return self
+
+    @field_validator(
+        "first_superuser", "first_superuser_email", "first_superuser_password", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # compose passes ${AUTH_FIRST_SUPERUSER:-}: an empty variable means "none".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _check_first_superuser(self) -> Self:
+        values = (self.first_superuser, self.first_superuser_email, self.first_superuser_password)
+        if any(v is not None for v in values) and not all(v is not None for v in values):
+            raise ValueError(
+                "AUTH_FIRST_SUPERUSER, AUTH_FIRST_SUPERUSER_EMAIL and "
+                "AUTH_FIRST_SUPERUSER_PASSWORD are set together or not at all"
+            )
+        if self.production and self.first_superuser_password is not None:
+            value = self.first_superuser_password.get_secret_value().strip().lower()
+            if value in PLACEHOLDER_SECRETS:
+                raise ValueError("AUTH_FIRST_SUPERUSER_PASSWORD is a placeholder")
         return self
 
     @model_validator(mode="after")
@@ -103,6 +175,11 @@ class Settings(ServiceSettings):
 
     def secrets_to_check(self) -> dict[str, SecretStr | None]:
         return {"AUTH_KEY_PASSPHRASE": self.key_passphrase}
+
+    @property
+    def link_base(self) -> str:
+        """Where links in messages point: the configured public URL, never a request's Host."""
+        return (self.public_url or self.issuer).rstrip("/")
 
     @property
     def hashing_threads(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,28 +26,39 @@ def roles_of(user: User) -> list[str]:
 
 
 def issue_access_token(
-    user: User,
+    user: User | None,
     *,
+    client_id: str,
+    scope: str,
     kid: str,
     private_key: RSAPrivateKey,
     issuer: str,
     audience: str,
     lifetime: int,
     now: datetime,
+    amr: Sequence[str] | None = None,
 ) -> AccessToken:
-    """Sign an access token for ``user`` (RSA signing is fast enough for the event loop)."""
+    """Sign an access token for ``user``, or with ``user=None`` a service client's own token
+    (``sub`` = ``client_id``, RFC 9068 §2.2). ``amr``: how the user authenticated (RFC 8176),
+    for user tokens. RSA signing is fast enough for the event loop."""
     issued_at = int(now.timestamp())
-    claims = {
+    claims: dict[str, object] = {
         "iss": issuer,
-        "sub": str(user.id),
+        "sub": str(user.id) if user is not None else client_id,
         "aud": audience,
         "iat": issued_at,
         "nbf": issued_at,
         "exp": issued_at + lifetime,
         "jti": uuid.uuid4().hex,
-        "preferred_username": user.username,
-        "roles": roles_of(user),
+        "client_id": client_id,
+        "scope": scope,
     }
+    if user is not None:
+        claims["preferred_username"] = user.username
+        claims["email_verified"] = user.email_verified
+        claims["roles"] = roles_of(user)
+        if amr:
+            claims["amr"] = list(amr)
     token = jwt.encode(
         claims,
         private_key,

@@ -9,8 +9,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from auth_service.deps import RuntimeDep
+from auth_service.oauth import service as oauth
 from auth_service.responses import error_responses
 from svckit.bearer import VerificationUnavailable
+from svckit.scopes import SCOPES
 from svckit.tokens import KeysUnavailable
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
@@ -58,11 +60,18 @@ async def metadata(runtime: RuntimeDep) -> JSONResponse:
         "issuer": issuer,
         "token_endpoint": f"{base}/auth/token",
         "jwks_uri": f"{base}/.well-known/jwks.json",
-        "grant_types_supported": ["password", "refresh_token"],
+        "scopes_supported": sorted(SCOPES),
+        "grant_types_supported": list(oauth.GRANT_TYPES),
         # No authorization endpoint, so no response types (RFC 8414 §2).
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+        # "none": the first-party public client (password and refresh_token grants).
+        "token_endpoint_auth_methods_supported": list(oauth.AUTH_METHODS),
+        "revocation_endpoint": f"{base}/auth/revoke",
+        "revocation_endpoint_auth_methods_supported": list(oauth.AUTH_METHODS),
+        "introspection_endpoint": f"{base}/auth/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            m for m in oauth.AUTH_METHODS if m != "none"
+        ],
         "service_documentation": f"{base}/docs/auth",
     }
     return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})

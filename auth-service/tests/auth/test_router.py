@@ -30,6 +30,7 @@ async def test_register_returns_the_user_without_password_fields(client):
         "id",
         "username",
         "email",
+        "email_verified",
         "full_name",
         "is_active",
         "is_admin",
@@ -38,6 +39,7 @@ async def test_register_returns_the_user_without_password_fields(client):
     assert body["username"] == username  # case kept
     assert body["email"] == f"{username.lower()}@example.com"  # lower-cased
     assert body["is_active"] is True
+    assert body["email_verified"] is False
     assert body["is_admin"] is False
 
 
@@ -252,7 +254,6 @@ async def test_an_inactive_user_gets_403_only_with_the_right_password(client, co
         {"password": "x"},
         {"username": "", "password": "x"},
         {"username": "someone", "password": ""},
-        {"username": "someone", "password": "x", "grant_type": "client_credentials"},
         {"username": "x" * 321, "password": "x"},
         {"username": "someone", "password": "x" * 1025},
     ],

@@ -1,9 +1,15 @@
-"""``devstack run``: the whole stack in the foreground until Ctrl-C or SIGTERM."""
+"""``devstack run``: the whole stack in the foreground until Ctrl-C or SIGTERM.
+
+``devstack cli SERVICE ARGS...``: a service's command line (``auth-service create-superuser
+...``) against the stack ``devstack run`` started on the same data folder, with its settings.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -13,7 +19,7 @@ from types import FrameType
 from devstack.bench.command import add_parser as add_bench_parser
 from devstack.config import StackConfig
 from devstack.errors import StackError
-from devstack.stack import Stack
+from devstack.stack import SERVICES, Stack, running_stack_env
 
 
 class _Terminated(Exception):
@@ -41,8 +47,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir", type=Path, help="data folder (default DEVSTACK_DATA_DIR or .data/stack)"
     )
+    cli = commands.add_parser(
+        "cli",
+        help="run a service's command line against the running stack",
+        description="Run `SERVICE ARGS...` (e.g. `auth-service create-superuser ...`) with the "
+        "settings of the stack `devstack run` started on the same data folder. stdin, stdout "
+        "and stderr are the command's own.",
+    )
+    cli.add_argument(
+        "--data-dir", type=Path, help="data folder (default DEVSTACK_DATA_DIR or .data/stack)"
+    )
+    cli.add_argument("service", choices=SERVICES)
+    cli.add_argument("args", nargs=argparse.REMAINDER, help="the command's arguments")
     add_bench_parser(commands)
     return parser
+
+
+def service_cli(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir.resolve()
+    config = StackConfig.from_env(None, **overrides)
+    env = {**os.environ, **running_stack_env(config.data_dir)}
+    binary = config.bin_dir / args.service
+    if not binary.exists():
+        _say(f"error: {binary} is missing; run `make install`")
+        return 1
+    return subprocess.run([str(binary), *args.args], env=env, check=False).returncode
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             f"  API docs: {stack.base_url}/docs/auth  {stack.base_url}/docs/items\n"
             f"  JWKS:     {stack.base_url}/.well-known/jwks.json\n"
             f"  metrics:  {stack.metrics_url}/metrics (gateway, internal)\n"
+            f"  mail:     {_mail_line(stack)}\n"
             f"Press Ctrl-C to stop.",
             flush=True,
         )
@@ -86,11 +118,19 @@ def run(args: argparse.Namespace) -> int:
             _say("stopped")
 
 
+def _mail_line(stack: Stack) -> str:
+    if stack.local_mail:
+        return f"every message is a file in {stack.mail_dir} (log: {stack.log_path('mail')})"
+    return "sent to AUTH_SMTP_URL"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
             return run(args)
+        if args.command == "cli":
+            return service_cli(args)
         if args.command == "bench":
             from devstack.bench.command import run as bench
 

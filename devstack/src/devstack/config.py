@@ -15,6 +15,7 @@ DEFAULT_GATEWAY_PORT = 8080
 DEFAULT_AUTH_PORT = 8001
 DEFAULT_ITEMS_PORT = 8002
 DEFAULT_GATEWAY_METRICS_PORT = 8082
+DEFAULT_SMTP_PORT = 1025
 
 
 def repo_root() -> Path:
@@ -55,6 +56,7 @@ class StackConfig:
     gateway_metrics_port: int = DEFAULT_GATEWAY_METRICS_PORT
     auth_port: int = DEFAULT_AUTH_PORT
     items_port: int = DEFAULT_ITEMS_PORT
+    smtp_port: int = DEFAULT_SMTP_PORT
     workers: int = 1
     auth_database_url: str | None = None
     items_database_url: str | None = None
@@ -81,6 +83,7 @@ class StackConfig:
 
         Reads ``DEVSTACK_DATA_DIR`` (default ``.data/stack`` in the checkout),
         ``GATEWAY_PORT``, ``GATEWAY_METRICS_PORT``, ``AUTH_PORT``, ``ITEMS_PORT``,
+        ``DEVSTACK_SMTP_PORT`` (the local SMTP server's),
         ``AUTH_DATABASE_URL``, ``ITEMS_DATABASE_URL``, ``REDIS_URL`` and
         ``GATEWAY_TRUSTED_IPS`` (comma-separated) and ``DEVSTACK_BIN_DIR`` (where traefik,
         uvicorn and the service CLIs are; default: this Python's bin folder).
@@ -96,6 +99,7 @@ class StackConfig:
             gateway_metrics_port=_int(env, "GATEWAY_METRICS_PORT", DEFAULT_GATEWAY_METRICS_PORT),
             auth_port=_int(env, "AUTH_PORT", DEFAULT_AUTH_PORT),
             items_port=_int(env, "ITEMS_PORT", DEFAULT_ITEMS_PORT),
+            smtp_port=_int(env, "DEVSTACK_SMTP_PORT", DEFAULT_SMTP_PORT),
             auth_database_url=_url(env, "AUTH_DATABASE_URL"),
             items_database_url=_url(env, "ITEMS_DATABASE_URL"),
             redis_url=_url(env, "REDIS_URL"),
@@ -114,5 +118,6 @@ class StackConfig:
             gateway_metrics_port=free_port(),
             auth_port=free_port(),
             items_port=free_port(),
+            smtp_port=free_port(),
         )
         return replace(config, **overrides)  # type: ignore[arg-type]

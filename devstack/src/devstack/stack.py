@@ -1,4 +1,5 @@
-"""The whole stack as local processes: PostgreSQL, Redis, both services and Traefik.
+"""The whole stack as local processes: PostgreSQL, Redis, a local SMTP server, both services
+and Traefik.
 
 ``Stack(config).start()`` brings everything up in dependency order and waits until the
 gateway answers through to both services; ``stop()`` stops every child it started. The
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,7 +47,38 @@ ITEMS = "items-service"
 REDIS = "redis"
 POSTGRES = "postgres"
 GATEWAY = "gateway"
+MAIL = "mail"
 SERVICES = (AUTH, ITEMS)
+# In the data folder while a stack runs: what its children's environment adds, for
+# `devstack cli` (a service's command line against the running stack).
+STATE_FILE = "stack-env.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_stack_env(data_dir: Path) -> dict[str, str]:
+    """The environment the stack running on ``data_dir`` gives its children (database and
+    Redis URLs, issuer, ...), as ``make run`` wrote it; :class:`StackError` when none runs."""
+    path = data_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+        pid, env = int(state["pid"]), dict(state["env"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise StackError(
+            f"no running stack found in {data_dir}: start it with `make run` (or pass the "
+            "data folder it uses with --data-dir / DEVSTACK_DATA_DIR)"
+        ) from None
+    if not _alive(pid):
+        raise StackError(f"the stack that used {data_dir} (pid {pid}) is no longer running")
+    return {str(k): str(v) for k, v in env.items()}
 
 
 def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
@@ -104,6 +139,16 @@ class Stack:
         return self.config.data_dir
 
     @property
+    def mail_dir(self) -> Path:
+        """Where the local SMTP server keeps every message (one ``.eml`` file each)."""
+        return self.config.data_dir / "mail"
+
+    @property
+    def local_mail(self) -> bool:
+        """Whether the stack runs its own SMTP server (no ``AUTH_SMTP_URL`` given)."""
+        return not (self.config.env.get("AUTH_SMTP_URL") or os.environ.get("AUTH_SMTP_URL"))
+
+    @property
     def logs_dir(self) -> Path:
         return self.config.data_dir / "logs"
 
@@ -137,6 +182,11 @@ class Stack:
         issuer = env.get("AUTH_ISSUER") or self.base_url
         env["AUTH_ISSUER"] = issuer
         env.setdefault("ITEMS_ISSUER", issuer)
+        # Links in mail point at the gateway (never at a request's Host header).
+        env.setdefault("AUTH_PUBLIC_URL", self.base_url)
+        if self.local_mail:
+            env["AUTH_SMTP_URL"] = f"smtp://127.0.0.1:{config.smtp_port}"
+            env.setdefault("AUTH_MAIL_FROM", "FastAPI auth <no-reply@localhost>")
         env.update(
             {
                 "AUTH_DATABASE_URL": self.auth_database_url,
@@ -155,13 +205,28 @@ class Stack:
         """Start everything; on any failure (or Ctrl-C) stop what was started, then raise."""
         try:
             self._start()
+            self._write_state()
         except BaseException:
             self.stop()
             raise
         return self
 
+    @property
+    def state_path(self) -> Path:
+        return self.config.data_dir / STATE_FILE
+
+    def _write_state(self) -> None:
+        # Only what differs from this process's own environment: the stack's settings.
+        added = {k: v for k, v in self.env().items() if os.environ.get(k) != v}
+        fd = os.open(self.state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"pid": os.getpid(), "env": added}, out)
+
     def stop(self) -> None:
         """Stop every child this stack started, gateways first, databases last."""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if json.loads(self.state_path.read_text())["pid"] == os.getpid():
+                self.state_path.unlink()
         for name in reversed(list(self._processes)):
             with contextlib.suppress(Exception):
                 self._processes[name].stop()
@@ -210,14 +275,20 @@ class Stack:
             raise StackError(f"unknown component {name!r}; known: {', '.join(self.components)}")
         process.stop()
 
-    def start_component(self, name: str) -> None:
-        """(Re)start one component and wait until it is ready."""
+    def start_component(self, name: str, *, env: Mapping[str, str] | None = None) -> None:
+        """(Re)start one component and wait until it is ready. ``env`` adds variables to a
+        service's environment for this run (e.g. ``AUTH_REQUIRE_VERIFIED_EMAIL``); the next
+        start without it returns to the stack's own."""
+        if env is not None and name not in SERVICES:
+            raise StackError(f"only a service ({', '.join(SERVICES)}) takes extra env")
         if name == POSTGRES:
             self._start_postgres()
         elif name == REDIS:
             self._start_redis()
+        elif name == MAIL:
+            self._start_mail()
         elif name in SERVICES:
-            self._start_service(name)
+            self._start_service(name, env)
             # Traefik's health check marks a restarted service up only on its next probe;
             # until then it answers 503 "no available server". Ready means routed again.
             for gateway, url in self._gateway_urls.items():
@@ -307,6 +378,7 @@ class Stack:
         self._start_postgres()
         self._create_databases()
         self._start_redis()
+        self._start_mail()
         self._migrate()
         self._start_service(AUTH)  # first: items' readiness needs auth's JWKS
         self._start_service(ITEMS)
@@ -338,6 +410,8 @@ class Stack:
         )
         ensure_port_free("127.0.0.1", config.auth_port, AUTH, "AUTH_PORT")
         ensure_port_free("127.0.0.1", config.items_port, ITEMS, "ITEMS_PORT")
+        if self.local_mail:
+            ensure_port_free("127.0.0.1", config.smtp_port, "SMTP server", "DEVSTACK_SMTP_PORT")
 
     def _embedded_postgres_used(self) -> bool:
         return self.config.auth_database_url is None or self.config.items_database_url is None
@@ -423,6 +497,42 @@ class Stack:
 
         process.wait_until(ping, timeout=20, what="answering PING")
 
+    def _start_mail(self) -> None:
+        """The local SMTP server (devstack.mailserver), unless AUTH_SMTP_URL names another."""
+        if not self.local_mail:
+            return
+        port = self.config.smtp_port
+        process = self._processes.get(MAIL)
+        if process is None:
+            process = ManagedProcess(
+                MAIL,
+                [
+                    sys.executable,
+                    "-m",
+                    "devstack.mailserver",
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(self.mail_dir),
+                ],
+                self.log_path(MAIL),
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            self._processes[MAIL] = process
+        self._report(
+            f"starting the local SMTP server on 127.0.0.1:{port} (mail in {self.mail_dir})"
+        )
+        process.start()
+
+        def accepting() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        process.wait_until(accepting, timeout=20, what="accepting SMTP connections")
+
     def _migrate(self) -> None:
         for service in SERVICES:
             self._report(f"migrating {service}")
@@ -436,7 +546,7 @@ class Stack:
                     f"{tail(self.log_path(f'{service}-migrate'))}"
                 )
 
-    def _start_service(self, name: str) -> None:
+    def _start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
         config = self.config
         port, app = (
             (config.auth_port, config.auth_app)
@@ -463,10 +573,10 @@ class Stack:
                     "5",
                 ],
                 self.log_path(name),
-                # uvicorn's worker-count variable, which auth-service sizes its hashing by
-                env={**self.env(), "WEB_CONCURRENCY": str(config.workers)},
             )
             self._processes[name] = process
+        # uvicorn's worker-count variable, which auth-service sizes its hashing by
+        process.env = {**self.env(), "WEB_CONCURRENCY": str(config.workers), **(extra_env or {})}
         self._report(f"starting {name} on 127.0.0.1:{port}")
         process.start()
         base = f"http://127.0.0.1:{port}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from items_service.auth import CachingTokenVerifier, DeletedUsers
+from items_service.auth import CachingTokenVerifier, DeletedUsers, RevokedTokens
 from items_service.db import Database
 from items_service.events import RedisClient, UserEventsConsumer, close_redis, connect_redis
 from items_service.items.router import router as items_router
@@ -52,21 +52,32 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             headers=outgoing_headers,
         )
         deleted_users = DeletedUsers()
+        revoked_tokens = RevokedTokens()
         app.state.settings = settings
         app.state.db = db
         app.state.jwks = jwks
         app.state.deleted_users = deleted_users
+        app.state.revoked_tokens = revoked_tokens
         app.state.token_verifier = CachingTokenVerifier(
             jwks,
             issuer=settings.issuer,
             audience=settings.audience,
             leeway=settings.token_leeway_seconds,
             deleted_users=deleted_users,
+            revoked_tokens=revoked_tokens,
             cache_size=settings.token_cache_size,
         )
         tasks: list[asyncio.Task[Any]] = [asyncio.create_task(jwks.refresh(), name="jwks-prefetch")]
         with contextlib.suppress(Exception):
             await asyncio.wait_for(deleted_users.refresh(db), _STARTUP_LOAD_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(revoked_tokens.refresh(db), _STARTUP_LOAD_TIMEOUT)
+        tasks.append(
+            asyncio.create_task(
+                revoked_tokens.keep_fresh(db, settings.revoked_tokens_refresh_seconds),
+                name="revoked-tokens-refresh",
+            )
+        )
         tasks.append(
             asyncio.create_task(
                 deleted_users.keep_fresh(db, settings.deleted_users_refresh_seconds),
@@ -81,6 +92,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
                 redis,
                 db,
                 deleted_users,
+                revoked_tokens=revoked_tokens,
                 stream=settings.events_stream,
                 group=settings.events_group,
                 consumer=settings.events_consumer or None,

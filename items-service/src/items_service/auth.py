@@ -1,4 +1,5 @@
-"""Access-token checks on top of svckit's verifier: a verified-token cache and deleted users.
+"""Access-token checks on top of svckit's verifier: a verified-token cache, deleted users and
+revoked tokens.
 
 ``svckit.bearer`` calls ``app.state.token_verifier.verify(token)``; the verifier kept there is
 a :class:`CachingTokenVerifier`, so the ``Claims`` dependency gets both behaviours for free.
@@ -78,6 +79,77 @@ class DeletedUsers:
             await asyncio.sleep(interval)
 
 
+class RevokedTokens:
+    """``jti``s of revoked access tokens, in memory until the tokens expire.
+
+    Like :class:`DeletedUsers`: loaded from ``revoked_tokens`` at start (so a restart keeps
+    refusing them), extended at once by this process's event consumer and, for revocations
+    applied by other replicas, by :meth:`refresh` every second or so.
+    """
+
+    OVERLAP = timedelta(seconds=60)
+    # Rows are deleted this long after the token expired (verifiers' leeway is at most 60 s).
+    PRUNE_AFTER = timedelta(minutes=5)
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._expiry: dict[str, float] = {}
+        self._seen_until: datetime | None = None
+        self._clock = clock
+        self.loaded = False
+
+    def __contains__(self, jti: str) -> bool:
+        return jti in self._expiry
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def add(self, jti: str, expires_at: float) -> None:
+        self._expiry[jti] = expires_at
+
+    def _forget_expired(self) -> None:
+        horizon = self._clock() - self.PRUNE_AFTER.total_seconds()
+        for jti in [j for j, exp in self._expiry.items() if exp < horizon]:
+            del self._expiry[jti]
+
+    async def refresh(self, db: Database) -> None:
+        """Read the revocations recorded since the last refresh (all live ones the first time)."""
+        since = None if self._seen_until is None else self._seen_until - self.OVERLAP
+        rows = await db.fetch(
+            "SELECT jti, expires_at, recorded_at FROM revoked_tokens"
+            " WHERE ($1::timestamptz IS NULL OR recorded_at >= $1::timestamptz)"
+            " AND expires_at > now() - $2::interval",
+            since,
+            self.PRUNE_AFTER,
+        )
+        for row in rows:
+            self._expiry[row["jti"]] = row["expires_at"].timestamp()
+            if self._seen_until is None or row["recorded_at"] > self._seen_until:
+                self._seen_until = row["recorded_at"]
+        self._forget_expired()
+        self.loaded = True
+
+    async def prune(self, db: Database) -> None:
+        await db.fetchval(
+            "DELETE FROM revoked_tokens WHERE expires_at < now() - $1::interval", self.PRUNE_AFTER
+        )
+
+    async def keep_fresh(self, db: Database, interval: float, *, prune_every: int = 300) -> None:
+        """Refresh forever, every ``interval`` seconds (and prune the table now and then)."""
+        rounds = 0
+        while True:
+            try:
+                await self.refresh(db)
+                rounds += 1
+                if rounds % prune_every == 0:
+                    await self.prune(db)
+            except Exception as exc:
+                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                logger.log(
+                    level, "revoked tokens refresh failed", extra={"error": type(exc).__name__}
+                )
+            await asyncio.sleep(interval)
+
+
 @dataclass(slots=True)
 class _Verified:
     claims: AccessClaims
@@ -87,7 +159,8 @@ class _Verified:
 
 
 class CachingTokenVerifier(TokenVerifier):
-    """A :class:`TokenVerifier` that remembers verified tokens and refuses deleted users.
+    """A :class:`TokenVerifier` that remembers verified tokens and refuses deleted users and
+    revoked tokens.
 
     A verified token is kept (keyed by the token string, in a bounded LRU) until its ``exp``
     plus the leeway, so repeated calls with one token skip the RSA check. A hit still asks the
@@ -104,12 +177,14 @@ class CachingTokenVerifier(TokenVerifier):
         audience: str,
         leeway: int = 30,
         deleted_users: DeletedUsers | None = None,
+        revoked_tokens: RevokedTokens | None = None,
         cache_size: int = 4096,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(keys, issuer=issuer, audience=audience, leeway=leeway)
         self._key_source = keys
         self._deleted = deleted_users if deleted_users is not None else DeletedUsers()
+        self._revoked = revoked_tokens if revoked_tokens is not None else RevokedTokens()
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
         self._cache_size = cache_size
         self._clock = clock
@@ -121,12 +196,15 @@ class CachingTokenVerifier(TokenVerifier):
         if claims is None:
             self.misses += 1
             claims = await super().verify(token)
-            if claims.user_id > BIGINT_MAX:  # svckit allows 19 digits; user ids are bigints
+            # svckit allows 19 digits; user ids are bigints
+            if not claims.is_machine and claims.user_id > BIGINT_MAX:
                 raise InvalidToken("sub is out of range")
             await self._remember(token, claims)
         else:
             self.hits += 1
-        if claims.user_id in self._deleted:
+        if claims.token_id is not None and claims.token_id in self._revoked:
+            raise InvalidToken("the token was revoked")
+        if not claims.is_machine and claims.user_id in self._deleted:
             raise InvalidToken("the token's user was deleted")
         return claims
 

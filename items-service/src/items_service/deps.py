@@ -12,15 +12,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Security
+from fastapi.security import SecurityScopes
 
 from items_service.db import Database
 from items_service.items.errors import ItemNotFound
 from items_service.models import BIGINT_MAX
 from svckit.bearer import NotAuthenticated, oauth2_scheme, verify_bearer
+from svckit.scopes import ITEMS_MODERATE, ITEMS_READ, ITEMS_WRITE, InsufficientScope, require_scopes
 from svckit.tokens import AccessClaims, TokenVerifier
 
-__all__ = ["After", "Claims", "ItemIdPath", "Limit", "Skip", "database", "valid_item_id"]
+__all__ = [
+    "After",
+    "Claims",
+    "ItemIdPath",
+    "Limit",
+    "ReadClaims",
+    "Skip",
+    "WriteClaims",
+    "WriterClaims",
+    "database",
+    "valid_item_id",
+]
 
 MAX_PAGE_SIZE = 100
 
@@ -32,9 +45,12 @@ def database(request: Request) -> Database:
 
 
 async def required_claims(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+    request: Request,
+    security_scopes: SecurityScopes,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> AccessClaims:
-    """Verified bearer claims; 401 without a token or with a bad one, 503 without keys.
+    """Verified bearer claims holding the route's scopes; 401 without a token or with a bad
+    one, 403 ``insufficient_scope`` without the scopes, 503 without keys.
 
     svckit's ``Claims`` with the same scheme and errors, minus its thread hop (its
     ``token_verifier`` dependency is a plain ``def``).
@@ -42,10 +58,25 @@ async def required_claims(
     if not token:
         raise NotAuthenticated()
     verifier: TokenVerifier = request.app.state.token_verifier
-    return await verify_bearer(verifier, token)
+    claims = await verify_bearer(verifier, token)
+    require_scopes(claims.scopes, security_scopes.scopes)
+    return claims
+
+
+async def writer_claims(claims: Annotated[AccessClaims, Depends(required_claims)]) -> AccessClaims:
+    """Claims that may change some item: ``items:write`` (own items) or ``items:moderate``."""
+    if ITEMS_WRITE not in claims.scopes and ITEMS_MODERATE not in claims.scopes:
+        raise InsufficientScope([ITEMS_WRITE])
+    return claims
 
 
 Claims = Annotated[AccessClaims, Depends(required_claims)]
+# GET /items/my-items
+ReadClaims = Annotated[AccessClaims, Security(required_claims, scopes=[ITEMS_READ])]
+# POST /items/
+WriteClaims = Annotated[AccessClaims, Security(required_claims, scopes=[ITEMS_WRITE])]
+# PUT / PATCH / DELETE /items/{id}: the owner with items:write, or a moderator
+WriterClaims = Annotated[AccessClaims, Depends(writer_claims)]
 
 ItemIdPath = Annotated[int, Path(description="The item's id")]
 

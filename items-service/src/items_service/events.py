@@ -4,6 +4,8 @@ auth-service relays ``user.deleted`` entries (fields ``type``, ``user_id``, ``ev
 ``occurred_at``) from its outbox to the Redis stream ``user-events``. Every items-service
 process reads it as one consumer of the group ``items-service`` and, per event, deletes the
 user's items and records the user in ``deleted_users`` (whose tokens are then refused).
+``token.revoked`` entries (fields ``jti``, ``expires_at``, ``event_id``, ``occurred_at``)
+record an access token in ``revoked_tokens``, refused by every replica until it expires.
 
 Delivery is at least once, so handling is idempotent: deleting a user's items twice deletes
 nothing the second time, and ``deleted_users`` is inserted with ``ON CONFLICT DO NOTHING``. An
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from items_service.auth import DeletedUsers
+from items_service.auth import DeletedUsers, RevokedTokens
 from items_service.db import Database
 from items_service.models import BIGINT_MAX, COUNTER_SHARDS
 from svckit.db import is_connection_error
@@ -55,6 +57,8 @@ else:
     RedisClient = aioredis.Redis
 
 USER_DELETED = "user.deleted"
+TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type)
+MAX_JTI_LENGTH = 64
 
 # Deletes the user's items, takes them off the counters and records the user, atomically.
 _DELETE_USER = f"""
@@ -88,6 +92,44 @@ class UserDeletedEvent:
     occurred_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRevokedEvent:
+    event_id: uuid.UUID
+    jti: str
+    expires_at: datetime
+
+
+Event = UserDeletedEvent | TokenRevokedEvent
+
+
+def _timestamp(fields: dict[bytes, bytes], name: str) -> datetime | None:
+    value = _text(fields, name)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PoisonMessage(f"{name} is not an ISO 8601 timestamp") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _event_id(fields: dict[bytes, bytes]) -> uuid.UUID:
+    try:
+        return uuid.UUID(_text(fields, "event_id") or "")
+    except ValueError:
+        raise PoisonMessage("event_id is not a UUID") from None
+
+
+def _token_revoked(fields: dict[bytes, bytes]) -> TokenRevokedEvent:
+    jti = _text(fields, "jti")
+    if not jti or len(jti) > MAX_JTI_LENGTH or not jti.isascii() or not jti.isprintable():
+        raise PoisonMessage("jti is not a token id")
+    expires_at = _timestamp(fields, "expires_at")
+    if expires_at is None:
+        raise PoisonMessage("no expires_at")
+    return TokenRevokedEvent(_event_id(fields), jti, expires_at)
+
+
 def _text(fields: dict[bytes, bytes], name: str) -> str | None:
     raw = fields.get(name.encode())
     if raw is None:
@@ -98,7 +140,7 @@ def _text(fields: dict[bytes, bytes], name: str) -> str | None:
         raise PoisonMessage(f"{name} is not UTF-8") from None
 
 
-def parse_event(fields: dict[bytes, bytes]) -> UserDeletedEvent | None:
+def parse_event(fields: dict[bytes, bytes]) -> Event | None:
     """The event in a stream entry; ``None`` for event types this service ignores.
 
     Raises :class:`PoisonMessage` for an entry that is not a valid event.
@@ -106,6 +148,8 @@ def parse_event(fields: dict[bytes, bytes]) -> UserDeletedEvent | None:
     kind = _text(fields, "type")
     if kind is None:
         raise PoisonMessage("no type")
+    if kind == TOKEN_REVOKED:
+        return _token_revoked(fields)
     if kind != USER_DELETED:
         return None
     user_id = _text(fields, "user_id")
@@ -128,6 +172,17 @@ def parse_event(fields: dict[bytes, bytes]) -> UserDeletedEvent | None:
         if occurred_at.tzinfo is None:
             occurred_at = occurred_at.replace(tzinfo=UTC)
     return UserDeletedEvent(parsed_id, int(user_id), occurred_at)
+
+
+async def apply_token_revoked(db: Database, event: TokenRevokedEvent) -> None:
+    """Record the revoked token (idempotent)."""
+    await db.fetchval(
+        "INSERT INTO revoked_tokens (jti, expires_at, event_id)"
+        " VALUES ($1, $2::timestamptz, $3::uuid) ON CONFLICT (jti) DO NOTHING",
+        event.jti,
+        event.expires_at,
+        event.event_id,
+    )
 
 
 async def apply_user_deleted(db: Database, event: UserDeletedEvent) -> int:
@@ -184,6 +239,7 @@ class UserEventsConsumer:
         db: Database,
         deleted_users: DeletedUsers,
         *,
+        revoked_tokens: RevokedTokens | None = None,
         stream: str = "user-events",
         group: str = "items-service",
         consumer: str | None = None,
@@ -200,6 +256,7 @@ class UserEventsConsumer:
         self.redis = redis
         self.db = db
         self.deleted_users = deleted_users
+        self.revoked_tokens = revoked_tokens if revoked_tokens is not None else RevokedTokens()
         self.stream = stream
         self.group = group
         self.consumer = consumer or default_consumer_name()
@@ -386,15 +443,17 @@ class UserEventsConsumer:
             await self._ack(message_id)
             self.handled += 1
 
-    async def _apply(
-        self, message_id: bytes, fields: dict[bytes, bytes], event: UserDeletedEvent
-    ) -> bool:
+    async def _apply(self, message_id: bytes, fields: dict[bytes, bytes], event: Event) -> bool:
         """Apply ``event``; False when it was dead-lettered instead."""
         failures = 0
         backoff = Backoff(cap=self.backoff_max)
         while True:
             try:
-                deleted = await apply_user_deleted(self.db, event)
+                if isinstance(event, TokenRevokedEvent):
+                    await apply_token_revoked(self.db, event)
+                    deleted = 0
+                else:
+                    deleted = await apply_user_deleted(self.db, event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -422,6 +481,13 @@ class UserEventsConsumer:
                     return False
                 await self._sleep(backoff.next())
                 continue
+            if isinstance(event, TokenRevokedEvent):
+                self.revoked_tokens.add(event.jti, event.expires_at.timestamp())
+                logger.info(
+                    "user events: access token revoked",
+                    extra={"message_id": message_id.decode(), "event_id": event.event_id.hex},
+                )
+                return True
             self.deleted_users.add(event.user_id)
             logger.info(
                 "user events: user deleted",

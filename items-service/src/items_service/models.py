@@ -104,3 +104,22 @@ class DeletedUser(Base):
 
     # Replicas poll for deletions recorded since they last looked.
     __table_args__ = (Index("ix_deleted_users_recorded_at", "recorded_at"),)
+
+
+class RevokedToken(Base):
+    """Access tokens revoked at auth-service (``token.revoked`` events), refused until they
+    expire; rows are pruned a while after ``expires_at``."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(Uuid(as_uuid=False))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index("ix_revoked_tokens_recorded_at", "recorded_at"),
+        Index("ix_revoked_tokens_expires_at", "expires_at"),
+    )

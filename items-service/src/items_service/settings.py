@@ -44,6 +44,8 @@ class Settings(ServiceSettings):
 
     # How often other replicas' user deletions are picked up from the database.
     deleted_users_refresh_seconds: float = Field(default=5.0, gt=0)
+    # How often other replicas' token revocations are picked up (refused within 2 s).
+    revoked_tokens_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Return freed heap to the OS this often (glibc malloc_trim); 0 turns it off.
     memory_trim_seconds: float = Field(default=60.0, ge=0)

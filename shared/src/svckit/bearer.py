@@ -2,7 +2,9 @@
 
 The app keeps its :class:`~svckit.tokens.TokenVerifier` on ``app.state.token_verifier``
 (built in its lifespan). Missing credentials answer 401 with ``WWW-Authenticate: Bearer``;
-a bad token 401 with ``Bearer error="invalid_token"``; no keys at all 503.
+a bad token 401 with ``Bearer error="invalid_token"``; no keys at all 503. A route that
+declares scopes (``Security(required_claims, scopes=[...])``) answers 403
+``Bearer error="insufficient_scope"`` (RFC 6750 §3.1) to a token without them.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
 from svckit.errors import ServiceError
+from svckit.scopes import SCOPES, require_scopes
 from svckit.tokens import AccessClaims, InvalidToken, KeysUnavailable, TokenVerifier
 
 logger = logging.getLogger("svckit.bearer")
 
 # tokenUrl is the public path at the gateway, so "Authorize" works from every service's docs.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", scopes=SCOPES, auto_error=False)
 
 
 class NotAuthenticated(ServiceError):
@@ -79,13 +82,16 @@ async def optional_claims(
 
 
 async def required_claims(
+    security_scopes: SecurityScopes,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     verifier: Annotated[TokenVerifier, Depends(token_verifier)],
 ) -> AccessClaims:
-    """Claims of a valid bearer token; 401 without one."""
+    """Claims of a valid bearer token holding the route's scopes; 401 without one."""
     if not token:
         raise NotAuthenticated()
-    return await verify_bearer(verifier, token)
+    claims = await verify_bearer(verifier, token)
+    require_scopes(claims.scopes, security_scopes.scopes)
+    return claims
 
 
 Claims = Annotated[AccessClaims, Depends(required_claims)]

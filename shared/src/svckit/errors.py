@@ -86,6 +86,7 @@ class ServiceError(Exception):
         status_code: int | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         if status_code is not None:
             self.status_code = status_code
@@ -96,6 +97,8 @@ class ServiceError(Exception):
         if self.detail is None:
             self.detail = _phrase(self.status_code)
         self.headers = dict(headers or {})
+        # Members added to the envelope, e.g. RFC 6749 §5.2 ``error`` / ``error_description``.
+        self.extra = dict(extra or {})
         super().__init__(str(self.detail))
 
 
@@ -111,6 +114,7 @@ def error_body(
     detail: Any,
     code: str | None = None,
     errors: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "detail": detail,
@@ -121,6 +125,9 @@ def error_body(
     }
     if errors is not None:
         body["errors"] = list(errors)
+    if extra:
+        # Never overrides an envelope member.
+        body.update({k: v for k, v in extra.items() if k not in body})
     return body
 
 
@@ -132,9 +139,10 @@ def error_response(
     code: str | None = None,
     headers: Mapping[str, str] | None = None,
     errors: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
-        jsonable_encoder(error_body(request, status_code, detail, code, errors)),
+        jsonable_encoder(error_body(request, status_code, detail, code, errors, extra)),
         status_code=status_code,
         headers=dict(headers) if headers else None,
     )
@@ -150,7 +158,9 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _service_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return error_response(request, exc.status_code, exc.detail, code=exc.code, headers=exc.headers)
+    return error_response(
+        request, exc.status_code, exc.detail, code=exc.code, headers=exc.headers, extra=exc.extra
+    )
 
 
 async def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -13,7 +13,11 @@ What is accepted, and why (DESIGN.md, "Tokens"; RFC 8725):
   leeway of at most 60 seconds;
 * header and payload must be base64url-encoded UTF-8 (no UTF-16/32, no byte order mark) and
   the header a JSON object without duplicate members, so no parser can read it differently;
-* ``sub`` must be a decimal user id (a PostgreSQL bigint), ``roles`` a list of strings;
+* ``sub`` must be a decimal user id (a PostgreSQL bigint), or, for a service client's own
+  token (RFC 9068 §2.2: no resource owner), equal to ``client_id``, which never starts with a
+  digit, so a machine token can never be read as a user's; ``roles`` a list of strings;
+* ``scope`` (RFC 9068 §2.2.3) a space-separated string; a user token without one (issued
+  before scopes existed) holds its user's default scopes (:mod:`svckit.scopes`);
 * any malformed input raises :class:`InvalidToken`, never anything else.
 """
 
@@ -29,6 +33,13 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from svckit.jwks import KeysUnavailable
+from svckit.scopes import (
+    ITEMS_MODERATE,
+    InvalidScopeSyntax,
+    UserTokenRequired,
+    default_scopes,
+    parse_scope,
+)
 
 __all__ = ["AccessClaims", "InvalidToken", "KeySource", "KeysUnavailable", "TokenVerifier"]
 
@@ -38,6 +49,9 @@ MAX_LEEWAY_SECONDS = 60
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "x5c", "jwk", "crit"})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")  # base64url without padding; used with fullmatch
 _MAX_USER_ID = 2**63 - 1  # auth-service ids are PostgreSQL bigints
+# Registered client ids: a letter first, so no client id is ever a user id.
+CLIENT_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
 
 
 class InvalidToken(Exception):
@@ -58,15 +72,30 @@ class AccessClaims:
     token_id: str | None
     expires_at: int
     claims: dict[str, Any]
+    client_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    # A service client's own token (client credentials): ``sub`` is the client, not a user.
+    is_machine: bool = False
 
     @property
     def user_id(self) -> int:
-        """``sub`` as the integer user id of auth-service."""
+        """``sub`` as the integer user id of auth-service.
+
+        Raises :class:`~svckit.scopes.UserTokenRequired` (403) for a machine token, so no
+        route that acts for a user can be reached with one.
+        """
+        if self.is_machine:
+            raise UserTokenRequired()
         return int(self.subject)
 
     @property
     def is_admin(self) -> bool:
-        return "admin" in self.roles
+        return not self.is_machine and "admin" in self.roles
+
+    @property
+    def may_moderate(self) -> bool:
+        """May change anyone's items: ``items:moderate`` held by an admin or a service client."""
+        return ITEMS_MODERATE in self.scopes and (self.is_machine or self.is_admin)
 
 
 class TokenVerifier:
@@ -166,11 +195,20 @@ def _claims(payload: dict[str, Any]) -> AccessClaims:
     username = payload.get("preferred_username")
     jti = payload.get("jti")
     exp = payload["exp"]
-    if not (isinstance(subject, str) and subject.isascii() and subject.isdecimal()):
-        raise InvalidToken("sub is not a user id")
-    if len(subject) > 19 or int(subject) > _MAX_USER_ID:
-        # beyond bigint a lookup would fail in the database (a 500) instead of here (a 401)
-        raise InvalidToken("sub is not a user id")
+    client_id = payload.get("client_id")
+    if client_id is not None and not (
+        isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id)
+    ):
+        raise InvalidToken("client_id is not a client id")
+    if not isinstance(subject, str):
+        raise InvalidToken("sub is not a string")
+    machine = client_id is not None and subject == client_id
+    if not machine:
+        if not (subject.isascii() and subject.isdecimal()):
+            raise InvalidToken("sub is not a user id")
+        if len(subject) > 19 or int(subject) > _MAX_USER_ID:
+            # beyond bigint a lookup would fail in the database (a 500) instead of here (a 401)
+            raise InvalidToken("sub is not a user id")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidToken("roles must be a list of strings")
     if username is not None and not isinstance(username, str):
@@ -179,6 +217,18 @@ def _claims(payload: dict[str, Any]) -> AccessClaims:
         raise InvalidToken("jti must be a string")
     if isinstance(exp, bool) or not isinstance(exp, int | float):
         raise InvalidToken("exp must be a number")
+    if machine and roles:
+        raise InvalidToken("a client's own token has no roles")
+    scope = payload.get("scope")
+    if scope is None:
+        scopes = frozenset() if machine else default_scopes(is_admin="admin" in roles)
+    elif isinstance(scope, str):
+        try:
+            scopes = parse_scope(scope)
+        except InvalidScopeSyntax:
+            raise InvalidToken("scope is malformed") from None
+    else:
+        raise InvalidToken("scope must be a string")
     return AccessClaims(
         subject=subject,
         roles=frozenset(roles),
@@ -186,4 +236,7 @@ def _claims(payload: dict[str, Any]) -> AccessClaims:
         token_id=jti,
         expires_at=int(exp),
         claims=payload,
+        client_id=client_id,
+        scopes=scopes,
+        is_machine=machine,
     )

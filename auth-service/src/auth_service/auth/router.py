@@ -1,14 +1,13 @@
-"""``/auth``: registration, the OAuth2 password grant, refresh, logout, the caller."""
+"""``/auth``: registration, refresh, logout, the caller (the token endpoint: ``oauth``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from auth_service.auth import service
-from auth_service.auth.schemas import LogoutRequest, PasswordForm, RefreshRequest, TokenResponse
+from auth_service.auth.schemas import LogoutRequest, RefreshRequest, TokenResponse
 from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service as users
 from auth_service.users.schemas import Message, UserCreate, UserRead
@@ -43,34 +42,16 @@ async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -
         hashed_password=hashed,
         now=runtime.clock(),
     )
-    return UserRead.model_validate(user)
-
-
-@router.post(
-    "/token",
-    response_model=TokenResponse,
-    summary="Log in (OAuth2 password grant: username or email, and password)",
-    responses=error_responses(
-        400, 401, 403, 422, 429, 503, s401="Bad credentials", s403="Inactive user"
-    ),
-)
-async def token(
-    form: Annotated[PasswordForm, Depends()],
-    session: SessionDep,
-    runtime: RuntimeDep,
-    response: Response,
-) -> TokenResponse:
-    user = await service.authenticate(
-        session, runtime, identifier=form.username, password=form.password
+    await recovery.send_verification(
+        session, runtime.settings, user, user.email, now=user.created_at
     )
-    result = await service.login(session, runtime, user)
-    _no_store(response)
-    return result
+    return UserRead.model_validate(user)
 
 
 @router.post(
     "/refresh",
     response_model=TokenResponse,
+    response_model_exclude_none=True,
     summary="Exchange a refresh token",
     responses=error_responses(
         400, 401, 422, 503, s401="Unknown, expired, revoked or reused refresh token"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,9 +11,11 @@ from auth_service import refresh, tokens
 from auth_service.auth.schemas import TokenResponse
 from auth_service.deps import InactiveUser
 from auth_service.models import User
+from auth_service.recovery.service import refuse_unverified_login
 from auth_service.runtime import Runtime
 from auth_service.users import service as users
 from svckit.errors import ServiceError
+from svckit.scopes import default_scopes, format_scope, parse_scope
 
 
 class BadCredentials(ServiceError):
@@ -23,7 +26,11 @@ class BadCredentials(ServiceError):
     detail = "Incorrect username or password"
 
     def __init__(self) -> None:
-        super().__init__(headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(
+            headers={"WWW-Authenticate": "Bearer"},
+            # RFC 6749 §5.2 members; the status stays the seed's 401.
+            extra={"error": "invalid_grant", "error_description": self.detail},
+        )
 
 
 async def authenticate(
@@ -48,6 +55,7 @@ async def authenticate(
         raise BadCredentials()
     if not user.is_active:
         raise InactiveUser()
+    refuse_unverified_login(runtime.settings, user)
     await throttle.reset(identifier)
     if verification.new_hash is not None:
         # A legacy scheme or a lower cost: store the password under the current scheme.
@@ -56,37 +64,101 @@ async def authenticate(
     return user
 
 
-async def _token_response(runtime: Runtime, user: User, refresh_token: str) -> TokenResponse:
+async def token_response(
+    runtime: Runtime,
+    user: User | None,
+    refresh_token: str | None,
+    *,
+    client_id: str | None,
+    scopes: frozenset[str],
+    show_scope: bool,
+    amr: Sequence[str] | None = None,
+) -> TokenResponse:
+    """Sign an access token (``user=None``: the client's own) and build the §5.1 answer.
+
+    ``client_id`` ``None`` is the first-party public client; ``amr`` (RFC 8176) how the user
+    authenticated (a user's token always has one: a password when not given).
+    """
     settings = runtime.settings
     kid, private_key = await runtime.keyring.signing_key()
+    scope = format_scope(scopes)
     access = tokens.issue_access_token(
         user,
+        client_id=client_id or settings.public_client_id,
+        scope=scope,
         kid=kid,
         private_key=private_key,
         issuer=settings.issuer,
         audience=settings.audience,
         lifetime=settings.access_token_ttl_seconds,
         now=runtime.clock(),
+        amr=(amr or refresh.PASSWORD_AMR) if user is not None else None,
     )
     return TokenResponse(
-        access_token=access.token, expires_in=access.expires_in, refresh_token=refresh_token
+        access_token=access.token,
+        expires_in=access.expires_in,
+        refresh_token=refresh_token,
+        scope=scope if show_scope else None,
     )
 
 
-async def login(session: AsyncSession, runtime: Runtime, user: User) -> TokenResponse:
-    """Tokens for a fresh login: a new refresh token family."""
+async def login(
+    session: AsyncSession,
+    runtime: Runtime,
+    user: User,
+    *,
+    client_id: str | None = None,
+    scopes: frozenset[str] | None = None,
+    show_scope: bool = False,
+    amr: Sequence[str] = refresh.PASSWORD_AMR,
+) -> TokenResponse:
+    """Tokens for a fresh login: a new refresh token family (remembering ``amr``).
+
+    ``scopes`` ``None``: none was asked for, so the user's default scopes, now and on every
+    refresh (a promotion or demotion shows in the next refreshed token).
+    """
     refresh_token = await refresh.start_family(
         session,
         user,
         now=runtime.clock(),
         lifetime=timedelta(seconds=runtime.settings.refresh_token_ttl_seconds),
+        client_id=client_id,
+        scope=format_scope(scopes) if scopes is not None else None,
+        amr=amr,
     )
-    return await _token_response(runtime, user, refresh_token)
+    granted = scopes if scopes is not None else default_scopes(is_admin=user.is_admin)
+    return await token_response(
+        runtime,
+        user,
+        refresh_token,
+        client_id=client_id,
+        scopes=granted,
+        show_scope=show_scope,
+        amr=amr,
+    )
 
 
 async def refresh_tokens(session: AsyncSession, runtime: Runtime, token: str) -> TokenResponse:
+    """``/auth/refresh``: the first-party client's refresh, in the seed's answer shape."""
     rotation = await refresh.rotate(session, token, now=runtime.clock())
-    return await _token_response(runtime, rotation.user, rotation.refresh_token)
+    return await token_response(
+        runtime,
+        rotation.user,
+        rotation.refresh_token,
+        client_id=None,
+        scopes=family_scopes(rotation.user, rotation.scope),
+        show_scope=False,
+        amr=rotation.amr,
+    )
+
+
+def family_scopes(user: User, family_scope: str | None) -> frozenset[str]:
+    """What a refresh of a family may grant now: its login's scopes, minus whatever the user
+    may no longer have (a demoted administrator loses the administrator's scopes)."""
+    allowed = default_scopes(is_admin=user.is_admin)
+    if family_scope is None:
+        return allowed
+    return parse_scope(family_scope) & allowed
 
 
 async def logout(session: AsyncSession, runtime: Runtime, user: User, token: str) -> None:

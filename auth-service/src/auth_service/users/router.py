@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 
 from auth_service import items_client
 from auth_service.deps import AdminUser, BearerToken, CurrentUser, RuntimeDep, SessionDep, UserById
+from auth_service.models import User
+from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service
 from auth_service.users.schemas import (
@@ -28,6 +30,24 @@ class IncorrectPassword(ServiceError):
     status_code = 400
     code = "incorrect_password"
     detail = "Current password is incorrect"
+
+
+async def _apply_changes(
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+    user: User,
+    values: dict[str, object],
+) -> None:
+    """Update ``user``; a new email is only used once confirmed (a link goes to it, a notice
+    to the old address)."""
+    now = runtime.clock()
+    new_email = values.pop("email", None)
+    if values:
+        await service.update_user(session, user, values, now=now)
+    if isinstance(new_email, str) and new_email != user.email:
+        await recovery.request_email_change(session, runtime.settings, user, new_email, now=now)
+        background.add_task(runtime.wake_mail)
 
 
 @router.get(
@@ -59,7 +79,11 @@ async def read_me(user: CurrentUser, runtime: RuntimeDep, token: BearerToken) ->
     ),
 )
 async def update_me(
-    body: UserUpdateMe, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    body: UserUpdateMe,
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> UserRead:
     now = runtime.clock()
     if body.password is not None:
@@ -79,9 +103,9 @@ async def update_me(
             raise IncorrectPassword()
         new_hash = await runtime.hasher.hash(body.password)
         await service.set_password(session, user, new_hash, now=now)
-    values = changes(body, "password", "current_password")
-    if values:
-        await service.update_user(session, user, values, now=now)
+    await _apply_changes(
+        session, runtime, background, user, changes(body, "password", "current_password")
+    )
     return UserRead.model_validate(user)
 
 
@@ -137,11 +161,13 @@ async def read_user(user: UserById) -> UserRead:
     ),
 )
 async def update_user(
-    body: UserUpdateAdmin, user: UserById, session: SessionDep, runtime: RuntimeDep
+    body: UserUpdateAdmin,
+    user: UserById,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
 ) -> UserRead:
-    values = changes(body)
-    if values:
-        await service.update_user(session, user, values, now=runtime.clock())
+    await _apply_changes(session, runtime, background, user, changes(body))
     return UserRead.model_validate(user)
 
 

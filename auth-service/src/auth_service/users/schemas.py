@@ -58,6 +58,7 @@ class UserRead(BaseModel):
     id: int
     username: str
     email: str
+    email_verified: bool
     full_name: str | None
     is_active: bool
     is_admin: bool

@@ -12,7 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service import outbox, refresh
+from auth_service.mfa import service as mfa
 from auth_service.models import User
+from auth_service.recovery import tokens as account_tokens
 from svckit.errors import ServiceError
 
 
@@ -101,6 +103,7 @@ async def create_user(
     hashed_password: str,
     full_name: str | None = None,
     is_admin: bool = False,
+    email_verified: bool = False,
     now: datetime,
 ) -> User:
     await ensure_available(session, username=username, email=email)
@@ -111,6 +114,7 @@ async def create_user(
         hashed_password=hashed_password,
         is_active=True,
         is_admin=is_admin,
+        email_verified=email_verified,
         created_at=now,
         updated_at=now,
     )
@@ -139,17 +143,21 @@ async def update_user(
     await _flush_unique(session)
     if deactivated:
         await refresh.revoke_user_families(session, user.id, now=now, reason="deactivated")
+        await mfa.void_challenges(session, user.id)
     return user
 
 
 async def set_password(
     session: AsyncSession, user: User, hashed_password: str, *, now: datetime
 ) -> None:
-    """Store a new password hash and revoke every refresh token family of the user."""
+    """Store a new password hash, revoke every refresh token family of the user and void
+    their outstanding password reset links."""
     user.hashed_password = hashed_password
     user.updated_at = now
     await session.flush()
     await refresh.revoke_user_families(session, user.id, now=now, reason="password_changed")
+    await mfa.void_challenges(session, user.id)
+    await account_tokens.void(session, user.id, account_tokens.PASSWORD_RESET, now=now)
 
 
 async def guard_last_admin(session: AsyncSession, user: User) -> None:

@@ -12,10 +12,12 @@ from fastapi import APIRouter, Body, Header, Request, Response
 
 from items_service.deps import (
     After,
-    Claims,
     ItemIdPath,
     Limit,
+    ReadClaims,
     Skip,
+    WriteClaims,
+    WriterClaims,
     database,
     valid_item_id,
 )
@@ -38,7 +40,12 @@ JSON = "application/json"
 
 _ERROR: dict[str, Any] = {"model": ErrorEnvelope}
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {**_ERROR, "description": "Missing, invalid or expired access token"},
+    401: {**_ERROR, "description": "Missing, invalid, expired or revoked access token"},
+    403: {
+        **_ERROR,
+        "description": "The token lacks the scope (`insufficient_scope`), or is a service "
+        "client's where a user must act (`user_token_required`)",
+    },
     503: {**_ERROR, "description": "Database or verification keys unavailable"},
 }
 # A body that is not JSON at all (bytes FastAPI cannot parse) is 400, not 422.
@@ -101,9 +108,9 @@ async def list_items(
     responses={200: {"headers": _PAGE_HEADERS}, 422: _ERROR, **_AUTH_ERRORS},
 )
 async def list_my_items(
-    request: Request, claims: Claims, skip: Skip = 0, limit: Limit = 100, after: After = None
+    request: Request, claims: ReadClaims, skip: Skip = 0, limit: Limit = 100, after: After = None
 ) -> Response:
-    """The caller's items by ascending id, paged like `GET /items/`."""
+    """The caller's items by ascending id, paged like `GET /items/`. Scope `items:read`."""
     result = await service.list_owned_items(
         database(request), claims.user_id, after=after or 0, limit=limit, skip=skip
     )
@@ -116,8 +123,8 @@ async def list_my_items(
     summary="Create an item",
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, 422: _ERROR, **_AUTH_ERRORS},
 )
-async def create_item(request: Request, claims: Claims, data: ItemCreate) -> Response:
-    """Create an item owned by the caller."""
+async def create_item(request: Request, claims: WriteClaims, data: ItemCreate) -> Response:
+    """Create an item owned by the caller. Scope `items:write`; a user's token."""
     return _item_response(await service.create_item(database(request), data, claims.user_id))
 
 
@@ -147,11 +154,15 @@ async def read_item(
 
 
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    403: {**_ERROR, "description": "Neither the owner nor an admin"},
+    **_AUTH_ERRORS,
+    403: {
+        **_ERROR,
+        "description": "Neither the owner (with `items:write`) nor a moderator (an admin or a "
+        "service client with `items:moderate`); or the token lacks the scope",
+    },
     404: _ERROR,
     412: {**_ERROR, "description": "`If-Match` does not match the item's current ETag"},
     422: _ERROR,
-    **_AUTH_ERRORS,
 }
 
 
@@ -173,13 +184,14 @@ async def _update(
 )
 async def replace_item(
     request: Request,
-    claims: Claims,
+    claims: WriterClaims,
     item_id: ItemIdPath,
     data: Annotated[ItemUpdate, Body()],
     if_match: IfMatch = None,
 ) -> Response:
-    """Owner or admin. Like PATCH: fields left out keep their value. Send `If-Match` with the
-    ETag you read to be sure nobody changed the item in between."""
+    """Owner (`items:write`) or moderator (`items:moderate`). Like PATCH: fields left out
+    keep their value. Send `If-Match` with the ETag you read to be sure nobody changed the
+    item in between."""
     return await _update(request, claims, item_id, data, if_match)
 
 
@@ -191,13 +203,13 @@ async def replace_item(
 )
 async def update_item(
     request: Request,
-    claims: Claims,
+    claims: WriterClaims,
     item_id: ItemIdPath,
     data: Annotated[ItemUpdate, Body()],
     if_match: IfMatch = None,
 ) -> Response:
-    """Owner or admin. Fields left out keep their value; `If-Match` guards against lost
-    updates."""
+    """Owner (`items:write`) or moderator (`items:moderate`). Fields left out keep their
+    value; `If-Match` guards against lost updates."""
     return await _update(request, claims, item_id, data, if_match)
 
 
@@ -208,9 +220,9 @@ async def update_item(
     responses=_WRITE_RESPONSES,
 )
 async def delete_item(
-    request: Request, claims: Claims, item_id: ItemIdPath, if_match: IfMatch = None
+    request: Request, claims: WriterClaims, item_id: ItemIdPath, if_match: IfMatch = None
 ) -> Message:
-    """Owner or admin."""
+    """Owner (`items:write`) or moderator (`items:moderate`)."""
     item_id = valid_item_id(item_id)
     await service.delete_item(
         database(request), item_id, claims, if_match=if_match_versions(if_match, item_id)

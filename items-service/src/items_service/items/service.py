@@ -21,7 +21,11 @@ from items_service.db import Database
 from items_service.items.errors import ItemChanged, ItemNotFound, NotItemOwner, UserDeleted
 from items_service.items.schemas import ItemCreate, ItemUpdate
 from items_service.models import BIGINT_MAX, COUNTER_SHARDS
+from svckit.scopes import ITEMS_MODERATE, ITEMS_WRITE, InsufficientScope
 from svckit.tokens import AccessClaims
+
+# No item has owner 0: a caller who may write no item of its own writes "as" it.
+_NOBODY = 0
 
 # Columns of a rendered item (schemas.ItemRead), plus the version for ETags.
 _ITEM = "id, title, description, owner_id, created_at, updated_at, version"
@@ -149,8 +153,27 @@ async def create_item(db: Database, data: ItemCreate, owner_id: int) -> Record:
     return row
 
 
+def _writer(claims: AccessClaims) -> tuple[int, bool]:
+    """Whose items the caller may change: (its own user id, or nobody; anyone's?).
+
+    A user changes their own items with ``items:write``; an administrator or a service
+    client changes anyone's with ``items:moderate``. A service client owns nothing.
+    """
+    own = _NOBODY if claims.is_machine or ITEMS_WRITE not in claims.scopes else claims.user_id
+    return own, claims.may_moderate
+
+
 def may_modify(claims: AccessClaims, owner_id: int) -> bool:
-    return claims.is_admin or claims.user_id == owner_id
+    own, anyone = _writer(claims)
+    return anyone or own == owner_id
+
+
+def _forbidden(claims: AccessClaims, owner_id: int) -> NoReturn:
+    if not claims.is_machine and claims.user_id == owner_id:
+        raise InsufficientScope([ITEMS_WRITE])
+    if claims.is_machine or claims.is_admin:
+        raise InsufficientScope([ITEMS_MODERATE])
+    raise NotItemOwner()
 
 
 async def _refusal(db: Database, item_id: int, claims: AccessClaims) -> NoReturn:
@@ -159,7 +182,7 @@ async def _refusal(db: Database, item_id: int, claims: AccessClaims) -> NoReturn
     if row is None:
         raise ItemNotFound()
     if not may_modify(claims, row["owner_id"]):
-        raise NotItemOwner()
+        _forbidden(claims, row["owner_id"])
     # The owner never changes, so only the If-Match condition can have failed.
     raise ItemChanged()
 
@@ -177,10 +200,11 @@ async def update_item(
         # Nothing to change: answer as the update would, without bumping the version.
         current = await get_item(db, item_id)
         if not may_modify(claims, current["owner_id"]):
-            raise NotItemOwner()
+            _forbidden(claims, current["owner_id"])
         if if_match is not None and current["version"] not in if_match:
             raise ItemChanged()
         return current
+    own, anyone = _writer(claims)
     row = await db.fetchrow(
         _UPDATE,
         item_id,
@@ -188,8 +212,8 @@ async def update_item(
         data.title,
         "description" in fields,
         data.description,
-        claims.user_id,
-        claims.is_admin,
+        own,
+        anyone,
         if_match,
     )
     if row is None:
@@ -200,6 +224,7 @@ async def update_item(
 async def delete_item(
     db: Database, item_id: int, claims: AccessClaims, *, if_match: list[int] | None
 ) -> None:
-    deleted = await db.fetchval(_DELETE, item_id, claims.user_id, claims.is_admin, if_match)
+    own, anyone = _writer(claims)
+    deleted = await db.fetchval(_DELETE, item_id, own, anyone, if_match)
     if deleted is None:
         await _refusal(db, item_id, claims)

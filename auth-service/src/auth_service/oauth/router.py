@@ -1,0 +1,129 @@
+"""``/auth/token`` (RFC 6749), ``/auth/revoke`` (RFC 7009), ``/auth/introspect`` (RFC 7662)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from auth_service.auth.schemas import TokenResponse
+from auth_service.deps import RuntimeDep, SessionDep
+from auth_service.oauth import service
+from auth_service.oauth.credentials import presented_client
+from auth_service.oauth.errors import InvalidClient, InvalidRequest
+from auth_service.oauth.schemas import Introspection, TokenActionForm, TokenForm
+from auth_service.responses import error_responses
+
+router = APIRouter(prefix="/auth", tags=["oauth2"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    summary="Get tokens (OAuth2 password, refresh_token, client_credentials and MFA grants)",
+    description=(
+        "`grant_type` `password` (the default when absent): `username` (or an email) and "
+        "`password`; `refresh_token`: `refresh_token`; `client_credentials`: a registered "
+        "client's credentials (HTTP Basic or `client_id`/`client_secret` form fields). "
+        "Optional `scope`. Errors carry RFC 6749 §5.2 `error`/`error_description`.\n\n"
+        "Two-factor sign-in: for a user with TOTP the password grant answers 401 "
+        "`error: mfa_required` with an `mfa_token` (opaque, single-purpose, short-lived); "
+        "finish with `grant_type` `urn:auth-service:params:oauth:grant-type:mfa-otp`, "
+        "`mfa_token` and `otp` (the app's 6-digit code, or a recovery code), from the same "
+        'client. Access tokens carry `amr` (RFC 8176): `["pwd"]` or '
+        '`["pwd", "otp", "mfa"]`, kept by refreshes.'
+    ),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        422,
+        429,
+        503,
+        s400="`invalid_request`, `invalid_grant`, `unauthorized_client`, "
+        "`unsupported_grant_type`, `invalid_scope`",
+        s401="Bad credentials (`invalid_grant`), client authentication failed "
+        "(`invalid_client`), or a second factor is needed (`mfa_required`, with `mfa_token`)",
+        s403="Inactive user",
+        s429="Too many failed attempts for this account or client; see `Retry-After`",
+    ),
+)
+async def token(
+    request: Request,
+    form: Annotated[TokenForm, Depends()],
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+) -> TokenResponse:
+    presented = presented_client(
+        request, client_id=form.client_id, client_secret=form.client_secret
+    )
+    result = await service.issue(session, runtime, form, presented)
+    response.headers.update(_NO_STORE)
+    return result
+
+
+@router.post(
+    "/revoke",
+    summary="Revoke a token (RFC 7009): a refresh token's family, or an access token",
+    description=(
+        "Form `token` and optional `token_type_hint`. A registered client authenticates "
+        "(its tokens can only be revoked by it); the first-party client needs no credentials. "
+        "200 for every well-formed request, whether or not the token was valid."
+    ),
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+        **error_responses(400, 401, 422, 429, 503),
+    },
+)
+async def revoke(
+    request: Request,
+    form: Annotated[TokenActionForm, Depends()],
+    session: SessionDep,
+    runtime: RuntimeDep,
+    background: BackgroundTasks,
+) -> JSONResponse:
+    if not form.token:
+        raise InvalidRequest("Missing form field: token")
+    presented = presented_client(
+        request, client_id=form.client_id, client_secret=form.client_secret
+    )
+    caller = await service.resolve_client(session, runtime, presented)
+    if await service.revoke(
+        session, runtime, token=form.token, hint=form.token_type_hint, caller=caller
+    ):
+        # Background tasks run after the response, hence after the commit.
+        background.add_task(runtime.wake_relay)
+    return JSONResponse({}, headers=_NO_STORE)
+
+
+@router.post(
+    "/introspect",
+    summary="Introspect a token (RFC 7662; registered clients)",
+    response_model=Introspection,
+    response_model_exclude_none=True,
+    responses=error_responses(400, 401, 422, 429, 503),
+)
+async def introspect(
+    request: Request,
+    form: Annotated[TokenActionForm, Depends()],
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> JSONResponse:
+    presented = presented_client(
+        request, client_id=form.client_id, client_secret=form.client_secret
+    )
+    if presented.credentials is None:
+        raise InvalidClient()
+    caller = await service.resolve_client(session, runtime, presented)
+    assert caller is not None
+    if not form.token:
+        raise InvalidRequest("Missing form field: token")
+    result: dict[str, Any] = (
+        await service.introspect(session, runtime, token=form.token, caller=caller)
+    ).body()
+    return JSONResponse(result, headers=_NO_STORE)

@@ -1,0 +1,82 @@
+"""The forms of the token, revocation and introspection endpoints, and their answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Form
+from pydantic import BaseModel, ConfigDict
+
+from auth_service.clients.service import MAX_SECRET_LENGTH
+from auth_service.oauth.credentials import MAX_CLIENT_ID_LENGTH
+from auth_service.users.schemas import MAX_PASSWORD_CHARS
+from svckit.scopes import MAX_SCOPE_LENGTH
+
+# Fields are capped so an oversized one is a quick 422, never a slow hash.
+MAX_TOKEN_FIELD = 8192
+
+
+class TokenForm:
+    """``POST /auth/token`` (RFC 6749 §4.3, §4.4, §6, and the MFA grant). Which fields are
+    required depends on ``grant_type`` (``password`` when absent), so the endpoint checks."""
+
+    def __init__(
+        self,
+        grant_type: Annotated[str | None, Form(max_length=64)] = None,
+        username: Annotated[str | None, Form(max_length=320)] = None,
+        password: Annotated[str | None, Form(max_length=MAX_PASSWORD_CHARS)] = None,
+        refresh_token: Annotated[str | None, Form(max_length=MAX_TOKEN_FIELD)] = None,
+        scope: Annotated[str | None, Form(max_length=MAX_SCOPE_LENGTH)] = None,
+        client_id: Annotated[str | None, Form(max_length=MAX_CLIENT_ID_LENGTH)] = None,
+        client_secret: Annotated[str | None, Form(max_length=MAX_SECRET_LENGTH)] = None,
+        mfa_token: Annotated[str | None, Form(max_length=512)] = None,
+        otp: Annotated[str | None, Form(max_length=64)] = None,
+    ) -> None:
+        self.grant_type = grant_type
+        self.username = username
+        self.password = password
+        self.refresh_token = refresh_token
+        self.scope = scope
+        self.client_id = client_id
+        self.client_secret = client_secret
+        # The MFA grant (auth_service.mfa.grant)
+        self.mfa_token = mfa_token
+        self.otp = otp
+
+
+class TokenActionForm:
+    """``POST /auth/revoke`` (RFC 7009 §2.1) and ``POST /auth/introspect`` (RFC 7662 §2.1)."""
+
+    def __init__(
+        self,
+        token: Annotated[str | None, Form(max_length=MAX_TOKEN_FIELD)] = None,
+        token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
+        client_id: Annotated[str | None, Form(max_length=MAX_CLIENT_ID_LENGTH)] = None,
+        client_secret: Annotated[str | None, Form(max_length=MAX_SECRET_LENGTH)] = None,
+    ) -> None:
+        self.token = token
+        self.token_type_hint = token_type_hint
+        self.client_id = client_id
+        self.client_secret = client_secret
+
+
+class Introspection(BaseModel):
+    """RFC 7662 §2.2: ``active``, and for an active token what it is and who it is for."""
+
+    model_config = ConfigDict(extra="allow")
+
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    username: str | None = None
+    token_type: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    nbf: int | None = None
+    sub: str | None = None
+    aud: str | list[str] | None = None
+    iss: str | None = None
+    jti: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
