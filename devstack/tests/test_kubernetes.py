@@ -29,11 +29,13 @@ from devstack import kubecheck
 K8S = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml"))
 # Compose interpolation variables whose compose default is only right on one machine (the
-# public URL): the manifests hold the cluster's own value there.
-DEPLOYMENT_SPECIFIC = {"PUBLIC_URL"}
-# A variable is secret when compose requires it from .env (${X:?...}) or when its name says so.
+# public URL, the sender address of mail): the manifests hold the cluster's own value there.
+DEPLOYMENT_SPECIFIC = {"PUBLIC_URL", "AUTH_MAIL_FROM"}
+# A variable is secret when compose requires it from .env (${X:?...}) or when its name says so,
+# or when its value may carry credentials though compose's default has none (user:password@).
 _REQUIRED = re.compile(r"\$\{[A-Z0-9_]+:?\?")
 _SECRET_NAME = re.compile(r"PASSWORD|PASSPHRASE|SECRET")
+CREDENTIAL_URLS = {"AUTH_SMTP_URL"}
 
 Objects = list[dict[str, Any]]
 
@@ -157,10 +159,18 @@ def test_service_environment_matches_compose(overlay: str, service: str) -> None
     readable = _env_names(_settings_class(service), prefix)
     stray = sorted(set(env) - set(raw) - set(readable))
     assert not stray, f"the manifests set variables {service} does not read: {stray}"
+    optional = {
+        entry["name"]: entry["valueFrom"]["secretKeyRef"].get("optional", False)
+        for entry in container(find(objects, "Deployment", service)).get("env", [])
+        if "secretKeyRef" in entry.get("valueFrom", {})
+    }
     for name, template in raw.items():
         source, value = env[name]
-        if _REQUIRED.search(str(template)) or _SECRET_NAME.search(name):
+        required = bool(_REQUIRED.search(str(template)))
+        if required or _SECRET_NAME.search(name) or name in CREDENTIAL_URLS:
             assert source == "secret", f"{name} holds a secret under compose: use a Secret"
+            if required:
+                assert not optional[name], f"{name} is required under compose: not optional"
         else:
             assert source == "config", f"{name} is not secret under compose: use the ConfigMap"
             if not any(f"${{{v}" in str(template) for v in DEPLOYMENT_SPECIFIC):
@@ -175,6 +185,16 @@ def test_one_issuer_and_the_service_addresses_match_the_services(overlay: str) -
     assert len(issuers) == 1, f"one issuer for signing and verifying: {issuers}"
     (issuer,) = issuers
     assert issuer.startswith("https://") or overlay != "production", "a public HTTPS issuer"
+    # Variables compose takes from one deployment-specific variable (AUTH_ISSUER, ITEMS_ISSUER
+    # and AUTH_PUBLIC_URL from PUBLIC_URL) hold one value here as well.
+    for variable in DEPLOYMENT_SPECIFIC:
+        shared = {
+            (service, name): env[service][name]
+            for service in SERVICES
+            for name, template in compose()["services"][service]["environment"].items()
+            if f"${{{variable}" in str(template)
+        }
+        assert len(set(shared.values())) <= 1, f"{variable} differs: {shared}"
     services = of_kind(objects, "Service")
     for service, service_env_ in env.items():
         for name, template in compose()["services"][service]["environment"].items():
@@ -607,6 +627,10 @@ def test_only_each_service_reaches_its_database_and_redis_only_gateway_and_servi
     redis = [clients for (port, _), clients in reach.items() if port == 6379]
     assert redis, "Redis is reachable"
     assert all(clients == {"gateway", *SERVICES} for clients in redis), redis
+    # Mail: only auth-service reaches an SMTP relay (submission, SMTPS, SMTP).
+    smtp = [clients for (port, _), clients in reach.items() if port in (25, 465, 587)]
+    assert smtp, "auth-service reaches the SMTP relay"
+    assert all(clients == {"auth-service"} for clients in smtp), smtp
     for name, labels in pods.items():
         # In-cluster datastores (try-out): their ingress matches their clients' egress.
         ingress_from = {
