@@ -87,6 +87,7 @@ async def test_non_admins_cannot_manage_clients(client):
         {"name": "x", "grant_types": ["implicit"]},
         {"name": "x", "grant_types": ["client_credentials"], "scopes": ["everything"]},
         {"name": "x", "grant_types": ["client_credentials"], "secret": "mine"},
+        {"name": "a\x00b", "grant_types": ["client_credentials"]},
     ],
 )
 async def test_invalid_client_bodies_are_422(client, connection, body):

@@ -12,7 +12,11 @@ from svckit.scopes import SCOPES
 GrantType = Literal["client_credentials", "password", "refresh_token"]
 GRANT_TYPES: tuple[GrantType, ...] = ("client_credentials", "password", "refresh_token")
 Scope = Literal["items:read", "items:write", "items:moderate", "users:admin"]
-ClientName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# PostgreSQL refuses NUL in text: a 422 here, not a database error.
+ClientName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00]*$"),
+]
 
 assert set(Scope.__args__) == set(SCOPES)  # type: ignore[attr-defined]
 
