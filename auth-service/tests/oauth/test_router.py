@@ -147,6 +147,27 @@ async def test_missing_password_fields_are_422_with_invalid_request(client):
     assert response.json()["errors"][0]["loc"] == ["body", "password"]
 
 
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/auth/token", {"grant_type": "client_credentials", "scope": "a" * 5000}),
+        ("/auth/token", {"username": "a" * 5000, "password": "x"}),
+        ("/auth/revoke", {"token": "a" * 10000}),
+        ("/auth/introspect", {"token": "a" * 10000}),
+    ],
+)
+async def test_an_oversized_field_is_422_with_invalid_request(client, path, data):
+    # An OAuth2 client library only recognises an error answer by its "error" member.
+    response = await client.post(path, data=data)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert body["error_description"]
+    assert body["code"] == "invalid_request"
+    assert body["errors"][0]["type"] == "string_too_long"
+    assert "aaaa" not in response.text
+
+
 async def test_naming_an_unknown_client_without_credentials_is_invalid_client(client):
     user = await register(client)
     response = await client.post(

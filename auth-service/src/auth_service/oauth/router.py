@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from auth_service.auth.schemas import TokenResponse
 from auth_service.deps import RuntimeDep, SessionDep
@@ -15,7 +18,38 @@ from auth_service.oauth.errors import InvalidClient, InvalidRequest
 from auth_service.oauth.schemas import Introspection, TokenActionForm, TokenForm
 from auth_service.responses import error_responses
 
-router = APIRouter(prefix="/auth", tags=["oauth2"])
+
+class _OAuthRoute(APIRoute):
+    """A malformed form (an oversized field) stays the usual 422, but with RFC 6749 §5.2's
+    ``error: invalid_request`` besides: OAuth2 client libraries only see an error there."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                # Only loc/msg/type, as everywhere: pydantic's "input" could echo a secret.
+                errors = [
+                    {
+                        "loc": list(e.get("loc", ())),
+                        "msg": str(e.get("msg", "")),
+                        "type": e.get("type"),
+                    }
+                    for e in exc.errors()
+                ]
+                fields = sorted({str(e["loc"][-1]) for e in errors if e["loc"]})
+                raise InvalidRequest(
+                    f"Malformed form field(s): {', '.join(fields) or 'body'}",
+                    status_code=422,
+                    extra={"errors": errors},
+                ) from None
+
+        return route
+
+
+router = APIRouter(prefix="/auth", tags=["oauth2"], route_class=_OAuthRoute)
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
