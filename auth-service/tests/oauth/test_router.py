@@ -168,6 +168,26 @@ async def test_an_oversized_field_is_422_with_invalid_request(client, path, data
     assert "aaaa" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/auth/token", "grant_type=client_credentials&grant_type=password&username=a&password=b"),
+        ("/auth/token", "username=a&password=b&password=c"),
+        ("/auth/token", "grant_type=refresh_token&refresh_token=x&refresh_token=x"),
+        ("/auth/revoke", "token=a&token=b"),
+        ("/auth/introspect", "token=a&token=b"),
+    ],
+)
+async def test_a_repeated_parameter_is_invalid_request(client, path, body):
+    # RFC 6749 §3.1/§3.2: parameters MUST NOT be included more than once.
+    response = await client.post(
+        path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 400
+    assert oauth_error(response) == "invalid_request"
+    assert "more than once" in response.json()["error_description"]
+
+
 async def test_naming_an_unknown_client_without_credentials_is_invalid_client(client):
     user = await register(client)
     response = await client.post(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -19,14 +21,28 @@ from auth_service.oauth.schemas import Introspection, TokenActionForm, TokenForm
 from auth_service.responses import error_responses
 
 
+def _repeated_parameters(body: bytes) -> list[str]:
+    counts = Counter(key for key, _ in parse_qsl(body, keep_blank_values=True))
+    return sorted(key.decode("utf-8", "replace") for key, n in counts.items() if n > 1)
+
+
 class _OAuthRoute(APIRoute):
-    """A malformed form (an oversized field) stays the usual 422, but with RFC 6749 §5.2's
-    ``error: invalid_request`` besides: OAuth2 client libraries only see an error there."""
+    """RFC 6749 §3.1/§3.2: a parameter sent twice is ``invalid_request`` (400), whichever copy
+    a parser would keep. A malformed form (an oversized field) stays the usual 422, but with
+    §5.2's ``error: invalid_request`` besides: OAuth2 client libraries only see an error there.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            content_type = request.headers.get("content-type", "")
+            if content_type.startswith("application/x-www-form-urlencoded"):
+                # Starlette keeps the body, so the form is parsed from it again afterwards.
+                repeated = _repeated_parameters(await request.body())
+                if repeated:
+                    names = ", ".join(repeated)[:200]
+                    raise InvalidRequest(f"Parameters sent more than once: {names}")
             try:
                 return await handler(request)
             except RequestValidationError as exc:
