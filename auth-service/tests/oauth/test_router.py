@@ -176,6 +176,7 @@ async def test_an_oversized_field_is_422_with_invalid_request(client, path, data
         ("/auth/token", "grant_type=refresh_token&refresh_token=x&refresh_token=x"),
         ("/auth/revoke", "token=a&token=b"),
         ("/auth/introspect", "token=a&token=b"),
+        ("/auth/token", "username=\u00e9&password=\u00e9&password=%FF"),
     ],
 )
 async def test_a_repeated_parameter_is_invalid_request(client, path, body):

@@ -22,8 +22,11 @@ from auth_service.responses import error_responses
 
 
 def _repeated_parameters(body: bytes) -> list[str]:
-    counts = Counter(key for key, _ in parse_qsl(body, keep_blank_values=True))
-    return sorted(key.decode("utf-8", "replace") for key, n in counts.items() if n > 1)
+    # latin-1 maps every byte (and every %XX) to one character: any body parses, none fails.
+    text = body.decode("latin-1")
+    pairs = parse_qsl(text, keep_blank_values=True, encoding="latin-1")
+    counts = Counter(key for key, _ in pairs)
+    return sorted(key for key, n in counts.items() if n > 1)
 
 
 class _OAuthRoute(APIRoute):
