@@ -230,10 +230,26 @@ async def test_refresh_grant_rotates_like_auth_refresh(client):
         "/auth/token",
         data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
     )
-    assert reuse.status_code == 401
-    assert reuse.json()["error"] == "invalid_grant"
+    # RFC 6749 §5.2: invalid_grant is a 400 at the token endpoint (/auth/refresh keeps 401)
+    assert reuse.status_code == 400
+    assert oauth_error(reuse) == "invalid_grant"
     successor = await client.post("/auth/refresh", json={"refresh_token": body["refresh_token"]})
     assert successor.status_code == 401
+    successor = await client.post(
+        "/auth/token",
+        data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+    )
+    assert successor.status_code == 400
+    assert oauth_error(successor) == "invalid_grant"
+
+
+@pytest.mark.parametrize("token", ["garbage", "x" * 600])
+async def test_an_unknown_refresh_token_is_400_invalid_grant(client, token):
+    response = await client.post(
+        "/auth/token", data={"grant_type": "refresh_token", "refresh_token": token}
+    )
+    assert response.status_code == 400
+    assert oauth_error(response) == "invalid_grant"
 
 
 async def test_refresh_keeps_the_login_scope_and_may_only_narrow_it(client):
@@ -285,7 +301,8 @@ async def test_another_clients_refresh_token_is_refused_and_not_used_up(client, 
     public = await client.post(
         "/auth/token", data={"grant_type": "refresh_token", "refresh_token": token}
     )
-    assert public.status_code == 401
+    assert public.status_code == 400
+    assert oauth_error(public) == "invalid_grant"
     assert (await client.post("/auth/refresh", json={"refresh_token": token})).status_code == 401
     own = await client.post(
         "/auth/token",

@@ -23,11 +23,13 @@ from auth_service import outbox, refresh
 from auth_service.auth import service as auth
 from auth_service.auth.schemas import TokenResponse
 from auth_service.clients import service as clients
+from auth_service.db import KeepWritesError
 from auth_service.mfa import grant as mfa
 from auth_service.models import OAuthClient, RevokedAccessToken, User
 from auth_service.oauth.credentials import PresentedClient
 from auth_service.oauth.errors import (
     InvalidClient,
+    InvalidGrant,
     InvalidRequest,
     InvalidScope,
     UnauthorizedClient,
@@ -175,6 +177,9 @@ async def _password(
     )
 
 
+_BAD_REFRESH = "The refresh token is invalid, expired, revoked or was used"
+
+
 async def _refresh(
     session: AsyncSession,
     runtime: Runtime,
@@ -183,7 +188,16 @@ async def _refresh(
     requested: frozenset[str] | None,
 ) -> TokenResponse:
     client_id = client.client_id if client is not None else None
-    rotation = await refresh.rotate(session, token, now=runtime.clock(), client_id=client_id)
+    try:
+        rotation = await refresh.rotate(session, token, now=runtime.clock(), client_id=client_id)
+    except refresh.RefreshTokenReused as exc:
+        # RFC 6749 §5.2: invalid_grant is a 400 here (only /auth/refresh keeps the seed's 401);
+        # still a KeepWritesError, so the family's revocation is committed.
+        raise KeepWritesError(
+            _BAD_REFRESH, status_code=400, code="invalid_grant", extra=exc.extra
+        ) from None
+    except refresh.InvalidRefreshToken:
+        raise InvalidGrant(_BAD_REFRESH) from None
     allowed = auth.family_scopes(rotation.user, rotation.scope)
     if client is not None:
         allowed &= frozenset(client.scopes)
