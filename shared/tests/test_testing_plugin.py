@@ -135,6 +135,29 @@ def test_explicit_urls_are_used(tmp_path: Path, postgres_admin_url: str, redis_u
     assert not (tmp_path / "data").exists()  # nothing embedded was started
 
 
+def test_the_report_header_names_where_the_servers_come_from(
+    tmp_path: Path, postgres_admin_url: str, redis_url: str
+) -> None:
+    """The header (shown without -q, as CI runs) says which path was tested."""
+    (tmp_path / "test_child.py").write_text(CHILD_TESTS)
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_")}
+    child_env.update(TEST_POSTGRES_URL=postgres_admin_url, TEST_REDIS_URL=redis_url)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "svckit test servers: PostgreSQL from the URL in TEST_POSTGRES_URL, "
+        "Redis from the URL in TEST_REDIS_URL"
+    ) in result.stdout
+
+
 def test_unreachable_explicit_urls_fail_never_skip(tmp_path: Path) -> None:
     closed = free_port()
     result = run_child(

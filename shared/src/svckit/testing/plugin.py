@@ -84,6 +84,24 @@ def _docker_answers() -> bool:
     return docker_available()
 
 
+_SOURCES = {
+    "env": "the URL in {variable}",
+    "container": "a testcontainers container",
+    "embedded": "an embedded server",
+}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Where this run's PostgreSQL and Redis come from, at the top of every run's output, so a
+    log shows which path (CI's machine servers, testcontainers, embedded) was tested."""
+    postgres = resolve_postgres(docker=_docker_answers).source
+    redis = resolve_redis(docker=_docker_answers).source
+    return (
+        f"svckit test servers: PostgreSQL from {_SOURCES[postgres].format(variable=POSTGRES_ENV)}"
+        f", Redis from {_SOURCES[redis].format(variable=REDIS_ENV)}"
+    )
+
+
 def run_sync(coro_fn: Callable[[], Any]) -> Any:
     """Run a coroutine function to completion from sync code, even inside a running loop."""
     with ThreadPoolExecutor(1) as pool:
