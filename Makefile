@@ -67,10 +67,17 @@ test-devstack: install
 e2e: install ## End-to-end suite through the gateway (starts the stack unless E2E_BASE_URL is set)
 	$(PYTEST) tests-e2e/tests
 
-lint: install k8s-lint ## ruff check, ruff format --check, mypy; the Kubernetes manifests
+TEST_SUITES := shared auth-service items-service devstack tests-e2e
+
+lint: install k8s-lint ## ruff check, ruff format --check, mypy (src and tests); the Kubernetes manifests
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy shared/src auth-service/src items-service/src devstack/src tests-e2e/src
+	@# Each suite's tests are checked like src/, one run per suite: every suite has its own
+	@# top-level `tests` package and `conftest` module, which one mypy run cannot tell apart.
+	@set -e; for suite in $(TEST_SUITES); do \
+	  echo "mypy $$suite/tests"; (cd $$suite && $(abspath $(UV)) run --locked mypy --config-file ../pyproject.toml tests); \
+	done
 
 $(CHECKOV):
 	$(MAKE) --no-print-directory $(UV)
