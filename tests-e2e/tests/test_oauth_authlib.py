@@ -14,7 +14,7 @@ import pytest
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
-from e2e.api import STRONG_PASSWORD, Client, Tokens, next_source_address
+from e2e.api import STRONG_PASSWORD, Client, ClientFactory, Tokens, next_source_address
 
 PUBLIC_CLIENT = "first-party"
 
@@ -60,7 +60,7 @@ def user(client: Client) -> dict[str, Any]:
 
 @pytest.fixture
 def service_client(
-    client_factory: type[Client], admin_credentials: tuple[str, str]
+    client_factory: ClientFactory, admin_credentials: tuple[str, str]
 ) -> Iterator[dict[str, Any]]:
     """A registered client for a moderation bot, made by an administrator over HTTP."""
     admin = client_factory()
