@@ -26,6 +26,18 @@ def oauth_client(base_url: str, **kwargs: Any) -> OAuth2Client:
     return OAuth2Client(base_url=base_url, transport=transport, timeout=15.0, **kwargs)
 
 
+def registered_oauth_client(
+    base_url: str, registered: dict[str, Any], **kwargs: Any
+) -> OAuth2Client:
+    """:func:`oauth_client` authenticating as the registered client ``registered``."""
+    return oauth_client(
+        base_url,
+        client_id=registered["client_id"],
+        client_secret=registered["client_secret"],
+        **kwargs,
+    )
+
+
 @pytest.fixture(scope="module")
 def published_metadata(base_url: str) -> dict[str, Any]:
     """The RFC 8414 document as served."""
@@ -177,12 +189,7 @@ def test_client_credentials_moderate_items_and_never_pass_for_a_user(
 ) -> None:
     owner_tokens = client.login(user["username"])
     item = client.create_item(owner_tokens, title="spam")
-    with oauth_client(
-        base_url,
-        client_id=service_client["client_id"],
-        client_secret=service_client["client_secret"],
-        scope="items:moderate",
-    ) as bot:
+    with registered_oauth_client(base_url, service_client, scope="items:moderate") as bot:
         token = bot.fetch_token(metadata["token_endpoint"], grant_type="client_credentials")
         assert token["scope"] == "items:moderate"
         assert "refresh_token" not in token
@@ -262,11 +269,7 @@ def test_introspection_by_a_registered_client(
     user: dict[str, Any],
 ) -> None:
     tokens: Tokens = client.login(user["username"])
-    with oauth_client(
-        base_url,
-        client_id=service_client["client_id"],
-        client_secret=service_client["client_secret"],
-    ) as resource_server:
+    with registered_oauth_client(base_url, service_client) as resource_server:
         endpoint = metadata["introspection_endpoint"]
         active = resource_server.introspect_token(endpoint, token=tokens.access_token)
         assert active.status_code == 200
