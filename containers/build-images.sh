@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds the project's images from their Dockerfiles, as docker-compose.yml names them
-# (fastapi-services/<service>:local), after making sure the upstream base images are there
+# Builds the project's images from containers/service.Dockerfile (per service the build argument
+# and target that docker-compose.yml's build sections name), tagged as docker-compose.yml names
+# them (fastapi-services/<service>:local), after making sure the upstream base images are there
 # (containers/substitutes/build.sh: present, pulled, or a local substitute when pulls fail).
 #
 # On a build machine whose HTTPS goes through a TLS-inspecting proxy, the certificates of the
 # machine's CA bundle (SSL_CERT_FILE, default /etc/ssl/certs/ca-certificates.crt) that the
 # Python base image lacks are passed as the BUILD_EXTRA_CA_CERTS build argument: the
-# Dockerfiles trust them in the build stage only, never in the runtime image. Elsewhere that
+# Dockerfile trusts them in the build stage only, never in the runtime image. Elsewhere that
 # argument is empty and the build is the one `docker compose build` does.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,7 +16,8 @@ log() { printf '[images] %s\n' "$*" >&2; }
 
 containers/substitutes/build.sh
 
-python_image="$(sed -n -E 's/^ARG PYTHON_IMAGE=(.+)$/\1/p' auth-service/Dockerfile)"
+dockerfile=containers/service.Dockerfile
+python_image="$(sed -n -E 's/^ARG PYTHON_IMAGE=(.+)$/\1/p' "$dockerfile")"
 machine_bundle="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
 extra_certs=""
 if [ -r "$machine_bundle" ]; then
@@ -36,8 +38,8 @@ for service in auth-service items-service; do
     start=$SECONDS
     # Classic builder (BuildKit would pull its frontend image); host network for downloads.
     if ! DOCKER_BUILDKIT=0 docker build --network host --quiet \
-        --build-arg "BUILD_EXTRA_CA_CERTS=$extra_certs" \
-        -f "$service/Dockerfile" -t "fastapi-services/$service:local" . \
+        --build-arg "SERVICE=$service" --build-arg "BUILD_EXTRA_CA_CERTS=$extra_certs" \
+        -f "$dockerfile" --target "$service" -t "fastapi-services/$service:local" . \
         > "${TMPDIR:-/tmp}/build-$service.log" 2>&1; then
         tail -n 40 "${TMPDIR:-/tmp}/build-$service.log" >&2
         log "building $service failed"

@@ -2,7 +2,7 @@
 # make compose-test: the container path end to end, on the unchanged docker-compose.yml.
 #
 #   1. the images: upstream ones present, pulled or substituted (containers/substitutes/),
-#      the services' built from their Dockerfiles (containers/build-images.sh);
+#      the services' built from containers/service.Dockerfile (containers/build-images.sh);
 #   2. the stack up under a project name of its own, every container healthy;
 #   3. the end-to-end suite (tests-e2e) through the compose gateway, reached on the compose
 #      network from a source address per client;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes sure every upstream image that docker-compose.yml and the service Dockerfiles name is
+# Makes sure every upstream image that docker-compose.yml and the services' Dockerfile name is
 # in the Docker engine: present already, else pulled, else -- only when the pull fails, e.g. on
 # a machine that reaches no image registry -- built here as a local substitute from Debian
 # packages running the same server software, tagged with the upstream name and labelled
@@ -22,7 +22,7 @@ log() { printf '[substitutes] %s\n' "$*" >&2; }
 project_images() {
     sed -n -E 's/^[[:space:]]+image:[[:space:]]*"?([^"[:space:]]+)"?.*/\1/p' "$root/docker-compose.yml" \
         | grep -v '^fastapi-services/' || true
-    sed -n -E 's/^ARG PYTHON_IMAGE=(.+)$/\1/p' "$root"/*/Dockerfile
+    sed -n -E 's/^ARG PYTHON_IMAGE=(.+)$/\1/p' "$root/containers/service.Dockerfile"
 }
 
 build_base() {

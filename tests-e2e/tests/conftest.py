@@ -15,14 +15,14 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from devstack.config import StackConfig, repo_root
 from devstack.stack import SERVICES, Stack
-from e2e.api import Client, Tokens, unique_username
+from e2e.api import Client, ClientFactory, Tokens, unique_username
 
 ADMIN_PASSWORD = "Adm1n!E2E-password"
 
@@ -129,7 +129,9 @@ def _error_lines(offsets: dict[Path, int], limit: int = 10) -> str:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed test's report carries the services' error lines logged while it ran.
 
     The stack's logs are deleted with it, so in CI this is the only trace of a server-side
@@ -164,7 +166,7 @@ def client(base_url: str) -> Iterator[Client]:
 
 
 @pytest.fixture
-def client_factory(base_url: str) -> Iterator[type[Client]]:
+def client_factory(base_url: str) -> Iterator[ClientFactory]:
     made: list[Client] = []
 
     class Factory(Client):

@@ -7,11 +7,12 @@ import statistics
 import time
 from collections.abc import Iterator
 
+import httpx
 import jwt
 import pytest
 
 from devstack.stack import Stack
-from e2e.api import Client, assert_envelope, unique_username
+from e2e.api import Client, ClientFactory, assert_envelope, unique_username
 from e2e.mail import (
     RESET_SUBJECT,
     VERIFY_SUBJECT,
@@ -69,13 +70,13 @@ def test_password_reset_end_to_end(live_stack: Stack, client: Client) -> None:
     client.login(user["username"], NEW_PASSWORD)
 
 
-def _comparable(response) -> tuple[int, bytes, dict[str, str]]:
+def _comparable(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
     headers = {k: v for k, v in response.headers.items() if k.lower() not in VOLATILE_HEADERS}
     return response.status_code, response.content, headers
 
 
 def test_an_unknown_account_is_indistinguishable(
-    live_stack: Stack, client: Client, client_factory: type[Client]
+    live_stack: Stack, client: Client, client_factory: ClientFactory
 ) -> None:
     user = client.register()
     known_body = {"email": user["email"]}

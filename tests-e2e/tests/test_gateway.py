@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from e2e.api import Client, assert_envelope, unique_username
+from e2e.api import Client, ClientFactory, assert_envelope, unique_username
 
 LOGIN_LIMIT = 5  # conftest.STACK_ENV keeps the contract's default
 
@@ -24,7 +24,7 @@ def _exhaust_login_budget(client: Client) -> httpx.Response:
     return response
 
 
-def test_login_limit_per_client_address(client_factory: type[Client]) -> None:
+def test_login_limit_per_client_address(client_factory: ClientFactory) -> None:
     attacker = client_factory()
     refused = _exhaust_login_budget(attacker)
     assert refused.status_code == 429
@@ -35,7 +35,7 @@ def test_login_limit_per_client_address(client_factory: type[Client]) -> None:
     assert other.login_response(unique_username(), "Wr0ng!Password").status_code == 401
 
 
-def test_spoofed_forwarded_for_does_not_reset_the_limit(client_factory: type[Client]) -> None:
+def test_spoofed_forwarded_for_does_not_reset_the_limit(client_factory: ClientFactory) -> None:
     attacker = client_factory()
     _exhaust_login_budget(attacker)
     spoofed = attacker.post(
@@ -47,7 +47,7 @@ def test_spoofed_forwarded_for_does_not_reset_the_limit(client_factory: type[Cli
 
 
 @pytest.mark.needs_stack
-def test_two_gateways_share_one_budget(live_stack: Stack, client_factory: type[Client]) -> None:
+def test_two_gateways_share_one_budget(live_stack: Stack, client_factory: ClientFactory) -> None:
     second_url = live_stack.start_gateway()
     address = client_factory().source_address
     first = client_factory(address)

@@ -14,7 +14,7 @@ import pytest
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
-from e2e.api import STRONG_PASSWORD, Client, Tokens, next_source_address
+from e2e.api import STRONG_PASSWORD, Client, ClientFactory, Tokens, next_source_address
 
 PUBLIC_CLIENT = "first-party"
 
@@ -24,6 +24,18 @@ def oauth_client(base_url: str, **kwargs: Any) -> OAuth2Client:
     own (the gateway's login limit is per address)."""
     transport = httpx2.HTTPTransport(local_address=next_source_address(), retries=0)
     return OAuth2Client(base_url=base_url, transport=transport, timeout=15.0, **kwargs)
+
+
+def registered_oauth_client(
+    base_url: str, registered: dict[str, Any], **kwargs: Any
+) -> OAuth2Client:
+    """:func:`oauth_client` authenticating as the registered client ``registered``."""
+    return oauth_client(
+        base_url,
+        client_id=registered["client_id"],
+        client_secret=registered["client_secret"],
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +72,7 @@ def user(client: Client) -> dict[str, Any]:
 
 @pytest.fixture
 def service_client(
-    client_factory: type[Client], admin_credentials: tuple[str, str]
+    client_factory: ClientFactory, admin_credentials: tuple[str, str]
 ) -> Iterator[dict[str, Any]]:
     """A registered client for a moderation bot, made by an administrator over HTTP."""
     admin = client_factory()
@@ -177,12 +189,7 @@ def test_client_credentials_moderate_items_and_never_pass_for_a_user(
 ) -> None:
     owner_tokens = client.login(user["username"])
     item = client.create_item(owner_tokens, title="spam")
-    with oauth_client(
-        base_url,
-        client_id=service_client["client_id"],
-        client_secret=service_client["client_secret"],
-        scope="items:moderate",
-    ) as bot:
+    with registered_oauth_client(base_url, service_client, scope="items:moderate") as bot:
         token = bot.fetch_token(metadata["token_endpoint"], grant_type="client_credentials")
         assert token["scope"] == "items:moderate"
         assert "refresh_token" not in token
@@ -262,11 +269,7 @@ def test_introspection_by_a_registered_client(
     user: dict[str, Any],
 ) -> None:
     tokens: Tokens = client.login(user["username"])
-    with oauth_client(
-        base_url,
-        client_id=service_client["client_id"],
-        client_secret=service_client["client_secret"],
-    ) as resource_server:
+    with registered_oauth_client(base_url, service_client) as resource_server:
         endpoint = metadata["introspection_endpoint"]
         active = resource_server.introspect_token(endpoint, token=tokens.access_token)
         assert active.status_code == 200

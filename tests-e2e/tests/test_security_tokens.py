@@ -129,149 +129,11 @@ def test_genuine_token_is_accepted(client: Client, victim: Victim) -> None:
 # Battery A: public material and an attacker's own key
 
 Builder = Callable[[Forge], "str | bytes"]
-FORGED: dict[str, Builder] = {}
 
-
-def _case(name: str) -> Callable[[Builder], Builder]:
-    def register(build: Builder) -> Builder:
-        assert name not in FORGED, name
-        FORGED[name] = build
-        return build
-
-    return register
-
-
-for _alg in ("none", "None", "NONE", "nOnE"):
-
-    def _unsigned(f: Forge, alg: str = _alg) -> str:
-        return compact(f.fresh_header(alg=alg), f.fresh_payload())
-
-    def _signed(f: Forge, alg: str = _alg) -> str:
-        return compact(f.fresh_header(alg=alg), f.payload, f.signature)
-
-    def _genuine_header_swapped(f: Forge, alg: str = _alg) -> str:
-        return compact({**f.header, "alg": alg}, f.payload)
-
-    _case(f"alg-{_alg}-unsigned")(_unsigned)
-    _case(f"alg-{_alg}-with-genuine-signature")(_signed)
-    _case(f"alg-{_alg}-genuine-header")(_genuine_header_swapped)
-
-
-@_case("alg-none-no-typ-no-kid")
-def _alg_none_bare(f: Forge) -> str:
-    return compact({"alg": "none"}, f.fresh_payload())
-
-
-@_case("alg-empty-string")
-def _alg_empty(f: Forge) -> str:
-    return compact(f.fresh_header(alg=""), f.payload, f.signature)
-
-
-@_case("alg-missing")
-def _alg_missing(f: Forge) -> str:
-    return compact(f.fresh_header(alg=None), f.payload, f.signature)
-
-
-@_case("stripped-signature")
-def _stripped(f: Forge) -> str:
-    head, body, _ = f.genuine.split(".")
-    return f"{head}.{body}."
-
-
-@_case("stripped-signature-and-dot")
-def _stripped_dot(f: Forge) -> str:
-    head, body, _ = f.genuine.split(".")
-    return f"{head}.{body}"
-
-
-@_case("flipped-signature-bit")
-def _flipped(f: Forge) -> str:
-    return f.flipped_signature()
-
-
-@_case("truncated-signature")
-def _truncated(f: Forge) -> str:
-    head, body, _ = f.genuine.split(".")
-    return f"{head}.{body}.{b64url(f.signature[:-1])}"
-
-
-@_case("payload-changed-roles-admin")
-def _escalated(f: Forge) -> str:
-    return compact(f.header, {**f.payload, "roles": ["admin"]}, f.signature)
-
-
-@_case("payload-changed-sub")
-def _other_user(f: Forge) -> str:
-    return compact(f.header, {**f.payload, "sub": "1"}, f.signature)
-
-
-@_case("payload-changed-exp")
-def _extended(f: Forge) -> str:
-    return compact(f.header, {**f.payload, "exp": f.payload["exp"] + 86_400}, f.signature)
-
-
-@_case("payload-reserialised-same-claims")
-def _reserialised(f: Forge) -> str:
-    # Same claims, different bytes (spaces): the signature covers bytes, not meaning.
-    head = f.genuine.split(".")[0]
-    body = b64url(json.dumps(f.payload, indent=1).encode())
-    return f"{head}.{body}.{b64url(f.signature)}"
-
-
-@_case("attacker-key-under-real-kid")
-def _attacker_real_kid(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(), f.fresh_payload())
-
-
-@_case("attacker-key-under-random-kid")
-def _attacker_random_kid(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(kid=uuid.uuid4().hex), f.fresh_payload())
-
-
-@_case("attacker-key-admin-claims")
-def _attacker_admin(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(), f.fresh_payload(roles=["admin"]))
-
-
-@_case("attacker-key-embedded-jwk")
-def _embedded_jwk(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(jwk=f.attacker_jwk()), f.fresh_payload())
-
-
-@_case("attacker-key-embedded-jwk-no-kid")
-def _embedded_jwk_no_kid(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(kid=None, jwk=f.attacker_jwk()), f.fresh_payload())
-
-
-@_case("attacker-key-jku-canary")
-def _jku(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(jku=f.canary_url), f.fresh_payload())
-
-
-@_case("attacker-key-jku-canary-unknown-kid")
-def _jku_unknown_kid(f: Forge) -> str:
-    header = f.fresh_header(jku=f.canary_url, kid=uuid.uuid4().hex)
-    return f.attacker_sign(header, f.fresh_payload())
-
-
-@_case("attacker-key-x5u-canary")
-def _x5u(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(x5u=f.canary_url + "/cert.pem"), f.fresh_payload())
-
-
-@_case("attacker-key-x5c-self-signed")
-def _x5c(f: Forge) -> str:
-    chain = [base64.b64encode(self_signed_certificate(f.attacker_key)).decode()]
-    return f.attacker_sign(f.fresh_header(x5c=chain, kid=None), f.fresh_payload())
-
-
-@_case("attacker-key-x5c-under-real-kid")
-def _x5c_kid(f: Forge) -> str:
-    chain = [base64.b64encode(self_signed_certificate(f.attacker_key)).decode()]
-    return f.attacker_sign(f.fresh_header(x5c=chain), f.fresh_payload())
-
-
-for _form in (
+# The spellings of the unsecured algorithm (RFC 7518 §3.6) a case-insensitive check would miss.
+NONE_ALGORITHMS = ("none", "None", "NONE", "nOnE")
+# Every form of the published RSA key an HS256 verifier could be tricked into using as secret.
+PUBLIC_KEY_FORMS = (
     "spki-pem",
     "spki-pem-no-newline",
     "spki-pem-crlf",
@@ -284,33 +146,7 @@ for _form in (
     "jwk-json-compact",
     "jwks-document",
     "modulus-bytes",
-):
-
-    def _hs256(f: Forge, form: str = _form) -> str:
-        secret = public_key_forms(f.published)[form]
-        return hs_sign(f.fresh_header(alg="HS256"), f.fresh_payload(), secret)
-
-    _case(f"hs256-keyed-with-public-key-{_form}")(_hs256)
-
-
-for _alg in ("HS384", "HS512"):
-
-    def _hs_other(f: Forge, alg: str = _alg) -> str:
-        secret = public_key_forms(f.published)["spki-pem"]
-        return hs_sign(f.fresh_header(alg=alg), f.fresh_payload(), secret, alg)
-
-    _case(f"{_alg.lower()}-keyed-with-public-key-spki-pem")(_hs_other)
-
-
-@_case("hs256-keyed-with-empty-secret")
-def _hs_empty(f: Forge) -> str:
-    return hs_sign(f.fresh_header(alg="HS256"), f.fresh_payload(), b"")
-
-
-@_case("hs256-keyed-with-kid")
-def _hs_kid(f: Forge) -> str:
-    return hs_sign(f.fresh_header(alg="HS256"), f.fresh_payload(), f.kid.encode())
-
+)
 
 # Hostile kids: nothing here may resolve to a key (or reach a file, a query or a URL).
 HOSTILE_KIDS: dict[str, Any] = {
@@ -342,148 +178,169 @@ def _hostile_kid_header(f: Forge, kid: Any) -> dict[str, Any]:
     return header
 
 
-for _name, _kid in HOSTILE_KIDS.items():
-
-    def _hostile_kid(f: Forge, kid: Any = _kid) -> str:
-        return f.attacker_sign(_hostile_kid_header(f, kid), f.fresh_payload())
-
-    _case(f"kid-{_name}")(_hostile_kid)
+def _x5c_chain(f: Forge) -> list[str]:
+    """The attacker's self-signed certificate as an ``x5c`` header carries it."""
+    return [base64.b64encode(self_signed_certificate(f.attacker_key)).decode()]
 
 
-@_case("kid-missing")
-def _kid_missing(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(kid=None), f.fresh_payload())
+def _hs_keyed_with_public_key(f: Forge, form: str, alg: str = "HS256") -> str:
+    secret = public_key_forms(f.published)[form]
+    return hs_sign(f.fresh_header(alg=alg), f.fresh_payload(), secret, alg)
 
 
-@_case("kid-real-with-trailing-space")
-def _kid_space(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(kid=f.kid + " "), f.fresh_payload())
+def _five_segments(header: dict[str, Any], *parts: str) -> str:
+    """A JWE-shaped token: a JSON header and four more segments."""
+    return ".".join([b64url(json.dumps(header).encode()), *parts])
 
 
-@_case("jwe-shaped-five-segments")
-def _jwe(f: Forge) -> str:
-    header = {"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": f.kid, "typ": "at+jwt"}
-    parts = [b"", b"\x00" * 12, b"ciphertext", b"\x00" * 16]
-    return ".".join([b64url(json.dumps(header).encode()), *(b64url(p) for p in parts)])
-
-
-@_case("jwe-shaped-five-segments-dir")
-def _jwe_dir(f: Forge) -> str:
-    header = {"alg": "dir", "enc": "A128CBC-HS256", "kid": f.kid}
-    return ".".join([b64url(json.dumps(header).encode()), "", "AAAA", "AAAA", "AAAA"])
-
-
-@_case("two-segments")
-def _two(f: Forge) -> str:
-    return ".".join(f.genuine.split(".")[:2])
-
-
-@_case("four-segments")
-def _four(f: Forge) -> str:
-    return f.genuine + "." + b64url(b"extra")
-
-
-@_case("one-segment")
-def _one(f: Forge) -> str:
-    return f.genuine.split(".")[1]
-
-
-@_case("dots-only")
-def _dots(f: Forge) -> str:
-    return ".."
-
-
-@_case("bad-base64url-characters")
-def _bad_chars(f: Forge) -> str:
-    head, body, sig = f.genuine.split(".")
-    return f"{head}.{body[:10]}!*{body[12:]}.{sig}"
-
-
-@_case("standard-base64-alphabet")
-def _std_alphabet(f: Forge) -> str:
-    head, body, sig = f.genuine.split(".")
-    return f"{head}.{body}.{sig.replace('-', '+').replace('_', '/')}+/"
-
-
-@_case("padded-segments")
-def _padded(f: Forge) -> str:
-    head, body, sig = f.genuine.split(".")
-    return f"{head}==.{body}==.{sig}=="
-
-
-@_case("impossible-base64-length")
-def _bad_length(f: Forge) -> str:
-    head, body, sig = f.genuine.split(".")
-    return f"{head}.{body}A.{sig}"  # 4n+1 characters cannot be base64
-
-
-@_case("header-not-utf8")
-def _not_utf8(f: Forge) -> bytes:
-    header = b"\xff\xfe" + json.dumps(f.fresh_header()).encode()
-    return compact(header, f.fresh_payload(), f.signature).encode()
-
-
-@_case("header-utf16")
-def _utf16(f: Forge) -> str:
-    return compact(json.dumps(f.fresh_header()).encode("utf-16"), f.payload, f.signature)
-
-
-@_case("header-with-bom")
-def _bom(f: Forge) -> str:
-    return compact(b"\xef\xbb\xbf" + json.dumps(f.header).encode(), f.payload, f.signature)
-
-
-@_case("header-json-array")
-def _array_header(f: Forge) -> str:
-    return compact(b'["RS256"]', f.payload, f.signature)
-
-
-@_case("header-json-string")
-def _string_header(f: Forge) -> str:
-    return compact(b'"RS256"', f.payload, f.signature)
-
-
-@_case("header-not-json")
-def _garbage_header(f: Forge) -> str:
-    return compact(b"{alg: RS256", f.payload, f.signature)
-
-
-@_case("header-deeply-nested")
-def _nested_header(f: Forge) -> str:
-    depth = 5000  # beyond Python's recursion limit, within the token size cap
-    return compact(b"[" * depth + b"]" * depth, f.payload, f.signature)
-
-
-@_case("payload-deeply-nested")
-def _nested_payload(f: Forge) -> str:
-    depth = 5000
-    return compact(f.header, b"[" * depth + b"]" * depth, f.signature)
-
-
-@_case("token-100kb")
-def _huge(f: Forge) -> str:
-    return f"{f.genuine.split('.')[0]}.{'A' * 100_000}.{b64url(f.signature)}"
-
-
-@_case("token-100kb-claim")
-def _huge_claim(f: Forge) -> str:
-    return f.attacker_sign(f.fresh_header(), f.fresh_payload(pad="x" * 100_000))
-
-
-@_case("token-whitespace-inside")
-def _whitespace(f: Forge) -> str:
-    head, body, sig = f.genuine.split(".")
-    return f"{head}. {body}.{sig}"
-
-
-@_case("not-a-jwt")
-def _not_jwt(f: Forge) -> str:
-    return "not-a-jwt"
-
-
-@_case("latin1-bytes")
-def _latin1(f: Forge) -> bytes:
-    return f.genuine.encode() + b"\xe9"
+FORGED: dict[str, Builder] = {
+    # The unsecured algorithm in its spellings: unsigned, with the genuine signature, and the
+    # genuine header with only its alg swapped.
+    **{
+        f"alg-{alg}-unsigned": functools.partial(
+            lambda f, alg: compact(f.fresh_header(alg=alg), f.fresh_payload()), alg=alg
+        )
+        for alg in NONE_ALGORITHMS
+    },
+    **{
+        f"alg-{alg}-with-genuine-signature": functools.partial(
+            lambda f, alg: compact(f.fresh_header(alg=alg), f.payload, f.signature), alg=alg
+        )
+        for alg in NONE_ALGORITHMS
+    },
+    **{
+        f"alg-{alg}-genuine-header": functools.partial(
+            lambda f, alg: compact({**f.header, "alg": alg}, f.payload), alg=alg
+        )
+        for alg in NONE_ALGORITHMS
+    },
+    "alg-none-no-typ-no-kid": lambda f: compact({"alg": "none"}, f.fresh_payload()),
+    "alg-empty-string": lambda f: compact(f.fresh_header(alg=""), f.payload, f.signature),
+    "alg-missing": lambda f: compact(f.fresh_header(alg=None), f.payload, f.signature),
+    # The genuine token, its signature removed, changed or no longer covering what it says.
+    "stripped-signature": lambda f: ".".join([*f.segments[:2], ""]),
+    "stripped-signature-and-dot": lambda f: ".".join(f.segments[:2]),
+    "flipped-signature-bit": lambda f: f.flipped_signature(),
+    "truncated-signature": lambda f: ".".join([*f.segments[:2], b64url(f.signature[:-1])]),
+    "payload-changed-roles-admin": lambda f: compact(
+        f.header, {**f.payload, "roles": ["admin"]}, f.signature
+    ),
+    "payload-changed-sub": lambda f: compact(f.header, {**f.payload, "sub": "1"}, f.signature),
+    "payload-changed-exp": lambda f: compact(
+        f.header, {**f.payload, "exp": f.payload["exp"] + 86_400}, f.signature
+    ),
+    # Same claims, different bytes (spaces): the signature covers bytes, not meaning.
+    "payload-reserialised-same-claims": lambda f: ".".join(
+        [f.segments[0], b64url(json.dumps(f.payload, indent=1).encode()), b64url(f.signature)]
+    ),
+    # Signed with the attacker's own key, under any kid or a key the token itself names.
+    "attacker-key-under-real-kid": lambda f: f.attacker_sign(f.fresh_header(), f.fresh_payload()),
+    "attacker-key-under-random-kid": lambda f: f.attacker_sign(
+        f.fresh_header(kid=uuid.uuid4().hex), f.fresh_payload()
+    ),
+    "attacker-key-admin-claims": lambda f: f.attacker_sign(
+        f.fresh_header(), f.fresh_payload(roles=["admin"])
+    ),
+    "attacker-key-embedded-jwk": lambda f: f.attacker_sign(
+        f.fresh_header(jwk=f.attacker_jwk()), f.fresh_payload()
+    ),
+    "attacker-key-embedded-jwk-no-kid": lambda f: f.attacker_sign(
+        f.fresh_header(kid=None, jwk=f.attacker_jwk()), f.fresh_payload()
+    ),
+    "attacker-key-jku-canary": lambda f: f.attacker_sign(
+        f.fresh_header(jku=f.canary_url), f.fresh_payload()
+    ),
+    "attacker-key-jku-canary-unknown-kid": lambda f: f.attacker_sign(
+        f.fresh_header(jku=f.canary_url, kid=uuid.uuid4().hex), f.fresh_payload()
+    ),
+    "attacker-key-x5u-canary": lambda f: f.attacker_sign(
+        f.fresh_header(x5u=f.canary_url + "/cert.pem"), f.fresh_payload()
+    ),
+    "attacker-key-x5c-self-signed": lambda f: f.attacker_sign(
+        f.fresh_header(x5c=_x5c_chain(f), kid=None), f.fresh_payload()
+    ),
+    "attacker-key-x5c-under-real-kid": lambda f: f.attacker_sign(
+        f.fresh_header(x5c=_x5c_chain(f)), f.fresh_payload()
+    ),
+    # HMAC keyed with public material (the RS256/HS256 confusion).
+    **{
+        f"hs256-keyed-with-public-key-{form}": functools.partial(
+            _hs_keyed_with_public_key, form=form
+        )
+        for form in PUBLIC_KEY_FORMS
+    },
+    **{
+        f"{alg.lower()}-keyed-with-public-key-spki-pem": functools.partial(
+            _hs_keyed_with_public_key, form="spki-pem", alg=alg
+        )
+        for alg in ("HS384", "HS512")
+    },
+    "hs256-keyed-with-empty-secret": lambda f: hs_sign(
+        f.fresh_header(alg="HS256"), f.fresh_payload(), b""
+    ),
+    "hs256-keyed-with-kid": lambda f: hs_sign(
+        f.fresh_header(alg="HS256"), f.fresh_payload(), f.kid.encode()
+    ),
+    # Kids that must resolve to nothing.
+    **{
+        f"kid-{name}": functools.partial(
+            lambda f, kid: f.attacker_sign(_hostile_kid_header(f, kid), f.fresh_payload()),
+            kid=kid,
+        )
+        for name, kid in HOSTILE_KIDS.items()
+    },
+    "kid-missing": lambda f: f.attacker_sign(f.fresh_header(kid=None), f.fresh_payload()),
+    "kid-real-with-trailing-space": lambda f: f.attacker_sign(
+        f.fresh_header(kid=f.kid + " "), f.fresh_payload()
+    ),
+    # Not three segments of base64url-encoded JSON.
+    "jwe-shaped-five-segments": lambda f: _five_segments(
+        {"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": f.kid, "typ": "at+jwt"},
+        *(b64url(p) for p in (b"", b"\x00" * 12, b"ciphertext", b"\x00" * 16)),
+    ),
+    "jwe-shaped-five-segments-dir": lambda f: _five_segments(
+        {"alg": "dir", "enc": "A128CBC-HS256", "kid": f.kid}, "", "AAAA", "AAAA", "AAAA"
+    ),
+    "two-segments": lambda f: ".".join(f.segments[:2]),
+    "four-segments": lambda f: f.genuine + "." + b64url(b"extra"),
+    "one-segment": lambda f: f.segments[1],
+    "dots-only": lambda f: "..",
+    "bad-base64url-characters": lambda f: ".".join(
+        [f.segments[0], f"{f.segments[1][:10]}!*{f.segments[1][12:]}", f.segments[2]]
+    ),
+    "standard-base64-alphabet": lambda f: ".".join(
+        [*f.segments[:2], f.segments[2].replace("-", "+").replace("_", "/") + "+/"]
+    ),
+    "padded-segments": lambda f: ".".join(segment + "==" for segment in f.segments),
+    # 4n+1 characters cannot be base64.
+    "impossible-base64-length": lambda f: ".".join(
+        [f.segments[0], f.segments[1] + "A", f.segments[2]]
+    ),
+    "header-not-utf8": lambda f: compact(
+        b"\xff\xfe" + json.dumps(f.fresh_header()).encode(), f.fresh_payload(), f.signature
+    ).encode(),
+    "header-utf16": lambda f: compact(
+        json.dumps(f.fresh_header()).encode("utf-16"), f.payload, f.signature
+    ),
+    "header-with-bom": lambda f: compact(
+        b"\xef\xbb\xbf" + json.dumps(f.header).encode(), f.payload, f.signature
+    ),
+    "header-json-array": lambda f: compact(b'["RS256"]', f.payload, f.signature),
+    "header-json-string": lambda f: compact(b'"RS256"', f.payload, f.signature),
+    "header-not-json": lambda f: compact(b"{alg: RS256", f.payload, f.signature),
+    # Deeper than Python's recursion limit, within the token size cap.
+    "header-deeply-nested": lambda f: compact(b"[" * 5000 + b"]" * 5000, f.payload, f.signature),
+    "payload-deeply-nested": lambda f: compact(f.header, b"[" * 5000 + b"]" * 5000, f.signature),
+    "token-100kb": lambda f: ".".join([f.segments[0], "A" * 100_000, b64url(f.signature)]),
+    "token-100kb-claim": lambda f: f.attacker_sign(
+        f.fresh_header(), f.fresh_payload(pad="x" * 100_000)
+    ),
+    "token-whitespace-inside": lambda f: ".".join(
+        [f.segments[0], " " + f.segments[1], f.segments[2]]
+    ),
+    "not-a-jwt": lambda f: "not-a-jwt",
+    "latin1-bytes": lambda f: f.genuine.encode() + b"\xe9",
+}
 
 
 # Shapes DESIGN.md lets the HTTP layer refuse before the verifier sees them.
@@ -540,10 +397,7 @@ SIGNED: dict[str, Callable[[Forge], str]] = {
     # Key-fetching and critical headers, otherwise valid.
     "jku-header": lambda f: f.real_sign(f.fresh_header(jku=f.canary_url), f.fresh_payload()),
     "x5u-header": lambda f: f.real_sign(f.fresh_header(x5u=f.canary_url), f.fresh_payload()),
-    "x5c-header": lambda f: f.real_sign(
-        f.fresh_header(x5c=[base64.b64encode(self_signed_certificate(f.attacker_key)).decode()]),
-        f.fresh_payload(),
-    ),
+    "x5c-header": lambda f: f.real_sign(f.fresh_header(x5c=_x5c_chain(f)), f.fresh_payload()),
     "jwk-header": lambda f: f.real_sign(f.fresh_header(jwk=f.attacker_jwk()), f.fresh_payload()),
     "crit-unknown-extension": lambda f: f.real_sign(
         f.fresh_header(crit=["urn:example:unknown"], **{"urn:example:unknown": True}),

@@ -14,7 +14,7 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -127,6 +127,13 @@ class Client:
         assert response.status_code == 200, response.text
         item: dict[str, Any] = response.json()
         return item
+
+
+class ClientFactory(Protocol):
+    """Makes clients of the suite's gateway (the ``client_factory`` fixture); each one gets
+    a source address of its own unless ``source_address`` names one."""
+
+    def __call__(self, source_address: str | None = None) -> Client: ...
 
 
 def assert_envelope(response: httpx.Response, status: int, code: str | None = None) -> None:

@@ -209,6 +209,12 @@ class Forge:
         return split_token(self.genuine)[2]
 
     @property
+    def segments(self) -> tuple[str, str, str]:
+        """The genuine token's header, payload and signature segments, as sent."""
+        head, body, signature = self.genuine.split(".")
+        return head, body, signature
+
+    @property
     def kid(self) -> str:
         return self.published.kid
 
@@ -262,7 +268,7 @@ class Forge:
     def flipped_signature(self) -> str:
         signature = bytearray(self.signature)
         signature[len(signature) // 2] ^= 0x01
-        head, body, _ = self.genuine.split(".")
+        head, body, _ = self.segments
         return f"{head}.{body}.{b64url(bytes(signature))}"
 
 
