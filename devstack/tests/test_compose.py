@@ -23,6 +23,7 @@ from devstack.config import repo_root
 ROOT = repo_root()
 BIN = Path(sys.executable).parent
 COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "containers" / "service.Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 SERVICES = {
     "auth-service": ("auth_service", "AUTH_"),
@@ -71,7 +72,14 @@ def service_env(name: str) -> dict[str, str]:
 
 
 def dockerfile(service: str) -> str:
-    return (ROOT / service / "Dockerfile").read_text()
+    """What builds ``service``: the shared stages and the service's own target, with the
+    ``SERVICE`` build argument set to it (as docker-compose.yml and build-images.sh set it)."""
+    stages = re.split(r"^(?=FROM )", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    own = [s for s in stages if re.match(rf"FROM runtime AS {re.escape(service)}\n", s)]
+    assert len(own) == 1, f"containers/service.Dockerfile has no target {service}"
+    shared = [s for s in stages if not s.startswith("FROM runtime AS ")]
+    text = "".join(shared + own)
+    return text.replace('"$SERVICE"', service).replace("${SERVICE}", service)
 
 
 # --------------------------------------------------------------------------- tools
@@ -87,10 +95,9 @@ def test_compose_file_matches_the_compose_specification() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
-def test_dockerfile_passes_hadolint(service: str) -> None:
+def test_dockerfile_passes_hadolint() -> None:
     result = subprocess.run(
-        [str(BIN / "hadolint"), str(ROOT / service / "Dockerfile")],
+        [str(BIN / "hadolint"), str(DOCKERFILE)],
         capture_output=True,
         text=True,
         check=False,
@@ -178,6 +185,14 @@ def test_referenced_files_exist() -> None:
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
+def test_service_image_is_built_from_its_own_target(service: str) -> None:
+    build = compose()["services"][service]["build"]
+    assert build["dockerfile"] == DOCKERFILE.relative_to(ROOT).as_posix()
+    assert build["target"] == service
+    assert build["args"]["SERVICE"] == service
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
 def test_dockerfile_builds_this_package_with_uv_and_runs_it_unprivileged(service: str) -> None:
     text = dockerfile(service)
     package, _ = SERVICES[service]
@@ -197,7 +212,7 @@ def test_dockerfile_builds_this_package_with_uv_and_runs_it_unprivileged(service
     # Every path the build copies exists.
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
         for path in source.split():
-            assert (ROOT / path).exists(), f"{service}/Dockerfile copies missing {path}"
+            assert (ROOT / path).exists(), f"{service}'s image copies missing {path}"
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

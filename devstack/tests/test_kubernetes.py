@@ -22,7 +22,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from test_compose import BIN, ROOT, SERVICES, _env_names, _settings_class, compose, service_env
+from test_compose import (
+    BIN,
+    ROOT,
+    SERVICES,
+    _env_names,
+    _settings_class,
+    compose,
+    dockerfile,
+    service_env,
+)
 
 from devstack import kubecheck
 
@@ -227,7 +236,7 @@ def test_migration_job_runs_the_compose_command_from_the_same_image(
 
 
 def _graceful_shutdown_seconds(service: str) -> int:
-    text = (ROOT / service / "Dockerfile").read_text()
+    text = dockerfile(service)
     cmd = re.search(r"^CMD (\[.*\])$", text, re.MULTILINE)
     assert cmd is not None
     command = json.loads(cmd.group(1))
