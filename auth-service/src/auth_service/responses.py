@@ -8,19 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
-
-class ErrorEnvelope(BaseModel):
-    """The shared error body (svckit.errors); 422 adds ``errors`` (and ``detail`` is that list)."""
-
-    detail: Any
-    code: str
-    status_code: int
-    path: str
-    request_id: str | None
-    errors: list[dict[str, Any]] | None = None
-
+from svckit.schemas import ErrorEnvelope
 
 _DESCRIPTIONS = {
     400: "Malformed body, or a conflict with existing data (see `code`)",

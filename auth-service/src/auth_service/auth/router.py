@@ -10,7 +10,8 @@ from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
 from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service as users
-from auth_service.users.schemas import Message, UserCreate, UserRead
+from auth_service.users.schemas import UserCreate, UserRead
+from svckit.schemas import Message
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

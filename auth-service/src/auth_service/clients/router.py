@@ -10,7 +10,7 @@ from auth_service.clients import service
 from auth_service.clients.schemas import ClientCreate, ClientRead, ClientWithSecret
 from auth_service.deps import AdminUser, RuntimeDep, SessionDep
 from auth_service.responses import AUTHENTICATED, error_responses
-from auth_service.users.schemas import Message
+from svckit.schemas import Message
 from svckit.tokens import CLIENT_ID_PATTERN
 
 router = APIRouter(prefix="/clients", tags=["clients"])

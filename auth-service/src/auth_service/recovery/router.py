@@ -13,7 +13,8 @@ from auth_service.recovery.schemas import (
     VerifyEmailRequest,
 )
 from auth_service.responses import AUTHENTICATED, error_responses
-from auth_service.users.schemas import Message, UserRead
+from auth_service.users.schemas import UserRead
+from svckit.schemas import Message
 
 router = APIRouter(prefix="/auth", tags=["account recovery"])
 

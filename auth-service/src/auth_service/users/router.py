@@ -14,7 +14,6 @@ from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service
 from auth_service.users.schemas import (
-    Message,
     UserRead,
     UserUpdateAdmin,
     UserUpdateMe,
@@ -22,6 +21,7 @@ from auth_service.users.schemas import (
     changes,
 )
 from svckit.errors import ServiceError
+from svckit.schemas import Message
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -104,10 +104,6 @@ class UserUpdateAdmin(_Input):
         return self
 
 
-class Message(BaseModel):
-    message: str
-
-
 def changes(model: BaseModel, *exclude: str) -> dict[str, Any]:
     """The fields the client actually sent."""
     return {k: v for k, v in model.model_dump(exclude_unset=True).items() if k not in exclude}

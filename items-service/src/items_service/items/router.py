@@ -24,14 +24,13 @@ from items_service.deps import (
 from items_service.items import service
 from items_service.items.preconditions import etag, if_match_versions, if_none_match_hits
 from items_service.items.schemas import (
-    ErrorEnvelope,
     ItemCreate,
     ItemRead,
     ItemUpdate,
-    Message,
     render_item,
     render_items,
 )
+from svckit.schemas import ErrorEnvelope, Message
 from svckit.tokens import AccessClaims
 
 router = APIRouter(prefix="/items", tags=["items"])

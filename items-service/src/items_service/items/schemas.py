@@ -80,21 +80,6 @@ class ItemRead(ItemBase):
     updated_at: datetime
 
 
-class Message(BaseModel):
-    message: str
-
-
-class ErrorEnvelope(BaseModel):
-    """The shared error body (svckit.errors); documented here for OpenAPI."""
-
-    detail: Any
-    code: str
-    status_code: int
-    path: str
-    request_id: str | None
-    errors: list[dict[str, Any]] | None = None
-
-
 def _item_dict(row: Record) -> dict[str, Any]:
     return {
         "id": row["id"],
