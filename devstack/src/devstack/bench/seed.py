@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,8 +21,7 @@ import asyncpg
 import httpx
 
 from devstack.bench.errors import BenchError
-from items_service.models import COUNTER_SHARDS
-from svckit.testing.servers import libpq_url
+from svckit.db import libpq_url
 
 T = TypeVar("T")
 
@@ -128,15 +128,31 @@ SELECT 'Bulk item ' || g,
 FROM generate_series(1, $1::bigint) AS g
 """
 
-_REBUILD_TOTALS = f"""
-INSERT INTO item_count_shards (shard, count)
-SELECT id % {COUNTER_SHARDS}, count(*) FROM items GROUP BY 1
-"""  # noqa: S608 - a module constant
+# The counters are sharded by ``id % shards``; the launcher imports no service code, so the
+# shard count is read from the schema's own range check (``shard < N``).
+_SHARD_RANGE = """
+SELECT pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conname = 'ck_item_count_shards_shard_range'
+"""
 
-_REBUILD_OWNED = f"""
+_REBUILD_TOTALS = """
+INSERT INTO item_count_shards (shard, count)
+SELECT id % $1::int, count(*) FROM items GROUP BY 1
+"""
+
+_REBUILD_OWNED = """
 INSERT INTO owner_item_counts (owner_id, shard, count)
-SELECT owner_id, id % {COUNTER_SHARDS}, count(*) FROM items GROUP BY 1, 2
-"""  # noqa: S608
+SELECT owner_id, id % $1::int, count(*) FROM items GROUP BY 1, 2
+"""
+
+
+async def counter_shards(conn: asyncpg.Connection) -> int:
+    """How many counter shards items-service's schema has."""
+    definition = await conn.fetchval(_SHARD_RANGE)
+    match = re.search(r"shard < (\d+)", definition or "")
+    if match is None:
+        raise BenchError("items DB: no counter-shard range check (is it migrated?)")
+    return int(match.group(1))
 
 
 @dataclass(frozen=True)
@@ -161,8 +177,9 @@ async def _load(url: str, size: int, heavy_user: int, others: Sequence[int]) -> 
                 "TRUNCATE items, item_count_shards, owner_item_counts RESTART IDENTITY"
             )
             await conn.execute(_LOAD, size, stride, heavy_user, list(others) or [heavy_user])
-            await conn.execute(_REBUILD_TOTALS)
-            await conn.execute(_REBUILD_OWNED)
+            shards = await counter_shards(conn)
+            await conn.execute(_REBUILD_TOTALS, shards)
+            await conn.execute(_REBUILD_OWNED, shards)
         # Outside the transaction: a table that was just written is vacuumed and analysed
         # before it is read, as autovacuum would have done by the time it got that big.
         await conn.execute("VACUUM ANALYZE items, item_count_shards, owner_item_counts")
