@@ -30,17 +30,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.models import OutboxEvent
+from svckit import events
 
 logger = logging.getLogger("auth_service.outbox")
-
-USER_DELETED = "user.deleted"
-TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type)
 
 
 async def add_user_deleted(session: AsyncSession, user_id: int, *, now: datetime) -> OutboxEvent:
     event = OutboxEvent(
         event_id=uuid.uuid4(),
-        type=USER_DELETED,
+        type=events.USER_DELETED,
         payload={"user_id": user_id},
         occurred_at=now,
     )
@@ -55,7 +53,7 @@ async def add_token_revoked(
     """items-service refuses the access token ``jti`` from this event until ``expires_at``."""
     event = OutboxEvent(
         event_id=uuid.uuid4(),
-        type=TOKEN_REVOKED,
+        type=events.TOKEN_REVOKED,
         payload={"jti": jti, "expires_at": expires_at.isoformat()},
         occurred_at=now,
     )
@@ -65,12 +63,7 @@ async def add_token_revoked(
 
 
 def stream_fields(event: OutboxEvent) -> dict[str, str]:
-    return {
-        **{name: str(value) for name, value in event.payload.items()},
-        "type": event.type,
-        "event_id": event.event_id.hex,
-        "occurred_at": event.occurred_at.isoformat(),
-    }
+    return events.stream_fields(event.type, event.event_id, event.occurred_at, event.payload)
 
 
 async def relay_once(

@@ -34,9 +34,7 @@ import os
 import random
 import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +43,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from items_service.auth import DeletedUsers, RevokedTokens
 from items_service.db import Database
-from items_service.models import BIGINT_MAX, COUNTER_SHARDS
+from items_service.models import COUNTER_SHARDS
 from svckit.db import is_connection_error
+from svckit.events import (
+    Event,
+    PoisonMessage,
+    TokenRevokedEvent,
+    UserDeletedEvent,
+    parse_event,
+)
 
 logger = logging.getLogger("items_service.events")
 
@@ -55,10 +60,6 @@ if TYPE_CHECKING:
     RedisClient = aioredis.Redis[bytes]
 else:
     RedisClient = aioredis.Redis
-
-USER_DELETED = "user.deleted"
-TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an event type)
-MAX_JTI_LENGTH = 64
 
 # Deletes the user's items, takes them off the counters and records the user, atomically.
 _DELETE_USER = f"""
@@ -79,99 +80,6 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone
 """  # noqa: S608 - only a module constant is interpolated
-
-
-class PoisonMessage(Exception):
-    """A stream entry that can never be handled."""
-
-
-@dataclass(frozen=True, slots=True)
-class UserDeletedEvent:
-    event_id: uuid.UUID
-    user_id: int
-    occurred_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRevokedEvent:
-    event_id: uuid.UUID
-    jti: str
-    expires_at: datetime
-
-
-Event = UserDeletedEvent | TokenRevokedEvent
-
-
-def _timestamp(fields: dict[bytes, bytes], name: str) -> datetime | None:
-    value = _text(fields, name)
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise PoisonMessage(f"{name} is not an ISO 8601 timestamp") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _event_id(fields: dict[bytes, bytes]) -> uuid.UUID:
-    try:
-        return uuid.UUID(_text(fields, "event_id") or "")
-    except ValueError:
-        raise PoisonMessage("event_id is not a UUID") from None
-
-
-def _token_revoked(fields: dict[bytes, bytes]) -> TokenRevokedEvent:
-    jti = _text(fields, "jti")
-    if not jti or len(jti) > MAX_JTI_LENGTH or not jti.isascii() or not jti.isprintable():
-        raise PoisonMessage("jti is not a token id")
-    expires_at = _timestamp(fields, "expires_at")
-    if expires_at is None:
-        raise PoisonMessage("no expires_at")
-    return TokenRevokedEvent(_event_id(fields), jti, expires_at)
-
-
-def _text(fields: dict[bytes, bytes], name: str) -> str | None:
-    raw = fields.get(name.encode())
-    if raw is None:
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PoisonMessage(f"{name} is not UTF-8") from None
-
-
-def parse_event(fields: dict[bytes, bytes]) -> Event | None:
-    """The event in a stream entry; ``None`` for event types this service ignores.
-
-    Raises :class:`PoisonMessage` for an entry that is not a valid event.
-    """
-    kind = _text(fields, "type")
-    if kind is None:
-        raise PoisonMessage("no type")
-    if kind == TOKEN_REVOKED:
-        return _token_revoked(fields)
-    if kind != USER_DELETED:
-        return None
-    user_id = _text(fields, "user_id")
-    if not user_id or not (user_id.isascii() and user_id.isdecimal()) or len(user_id) > 19:
-        raise PoisonMessage("user_id is not a decimal user id")
-    if int(user_id) > BIGINT_MAX:
-        raise PoisonMessage("user_id is out of range")
-    event_id = _text(fields, "event_id")
-    try:
-        parsed_id = uuid.UUID(event_id or "")
-    except ValueError:
-        raise PoisonMessage("event_id is not a UUID") from None
-    occurred_at = None
-    occurred = _text(fields, "occurred_at")
-    if occurred is not None:
-        try:
-            occurred_at = datetime.fromisoformat(occurred)
-        except ValueError:
-            raise PoisonMessage("occurred_at is not an ISO 8601 timestamp") from None
-        if occurred_at.tzinfo is None:
-            occurred_at = occurred_at.replace(tzinfo=UTC)
-    return UserDeletedEvent(parsed_id, int(user_id), occurred_at)
 
 
 async def apply_token_revoked(db: Database, event: TokenRevokedEvent) -> None:
@@ -547,8 +455,3 @@ def connect_redis(url: str, *, block_seconds: float) -> RedisClient:
         health_check_interval=30,
     )
     return client
-
-
-async def close_redis(client: RedisClient) -> None:
-    # The workspace's types-redis stubs predate aclose(); redis>=5 deprecates close().
-    await client.aclose()  # type: ignore[attr-defined]
