@@ -33,8 +33,9 @@ from auth_service.db import Database
 from auth_service.keys import store
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
+from svckit.db import libpq_url
 from svckit.settings import asyncpg_url
-from svckit.testing.servers import drop_database, libpq_url, with_database
+from svckit.testing.servers import drop_database, with_database
 
 PASSWORD = "Corr3ct-Horse!"
 

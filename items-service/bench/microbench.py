@@ -24,8 +24,9 @@ import asyncpg
 import httpx
 
 from items_service.cli import upgrade
+from svckit.db import libpq_url
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
-from svckit.testing.servers import create_database, drop_database, free_port, libpq_url
+from svckit.testing.servers import create_database, drop_database, free_port
 
 ISSUER = "http://bench.invalid"
 DB_NAME = "items_microbench"

@@ -24,8 +24,9 @@ from sqlalchemy.engine import make_url
 from items_service.app import create_app
 from items_service.cli import upgrade
 from items_service.settings import Settings
+from svckit.db import libpq_url
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
-from svckit.testing.servers import libpq_url, with_database
+from svckit.testing.servers import with_database
 
 ISSUER = "https://auth.items-tests.example"
 AUDIENCE = "api"

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from items_service import cli
 from items_service.models import Base
+from svckit.db import libpq_url
 from svckit.settings import asyncpg_url
-from svckit.testing.servers import libpq_url
 
 
 async def _tables(url: str) -> set[str]:

@@ -12,6 +12,7 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
+from svckit.db import libpq_url
 from svckit.testing.servers import (
     DependencyUnavailable,
     EmbeddedRedis,
@@ -19,7 +20,6 @@ from svckit.testing.servers import (
     drop_database,
     env_url,
     free_port,
-    libpq_url,
     port_open,
     with_database,
 )

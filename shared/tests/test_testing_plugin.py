@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from svckit.db import libpq_url
 from svckit.testing.plugin import Resolution, resolve_postgres, resolve_redis
-from svckit.testing.servers import free_port, libpq_url
+from svckit.testing.servers import free_port
 
 
 async def test_postgres_admin_url_answers(postgres_admin_url: str) -> None:
@@ -90,7 +91,7 @@ CHILD_TESTS = textwrap.dedent(
     import asyncpg
     import redis
 
-    from svckit.testing.servers import libpq_url
+    from svckit.db import libpq_url
 
 
     def test_postgres(database_factory):

@@ -25,7 +25,7 @@ from devstack.stack import Stack
 from e2e.api import Client
 from e2e.attacks import Forge, PublishedKey, load_private_key, split_token
 from e2e.metrics import sample_total
-from svckit.testing.servers import libpq_url
+from svckit.db import libpq_url
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 JWKS_FETCHES = "items_jwks_fetches_total"

@@ -46,11 +46,12 @@ from auth_service.mfa.sealing import SecretBox
 from auth_service.models import OAuthClient
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
-from auth_service.runtime import close_redis, create_redis
+from auth_service.runtime import create_redis
 from auth_service.settings import Settings
 from auth_service.users import service as users
 from auth_service.users.schemas import UserCreate
 from svckit.db import is_connection_error
+from svckit.redis import close_redis
 from svckit.scopes import SCOPES
 
 EXIT_OK = 0

@@ -8,9 +8,10 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.db import request_session
-from auth_service.models import MAX_ID, RevokedAccessToken, User
+from auth_service.models import RevokedAccessToken, User
 from auth_service.runtime import Runtime
 from svckit.bearer import Claims, InvalidCredentials, oauth2_scheme
+from svckit.db import BIGINT_MAX
 from svckit.errors import ServiceError
 from svckit.scopes import USERS_ADMIN, require_scopes
 
@@ -48,7 +49,7 @@ async def current_user(claims: Claims, session: SessionDep) -> User:
     """The user a valid access token names; 401 when that user no longer exists or the token
     was revoked, 403 for a service client's own token (it never passes for a user)."""
     user_id = claims.user_id
-    user = await session.get(User, user_id) if 0 < user_id <= MAX_ID else None
+    user = await session.get(User, user_id) if 0 < user_id <= BIGINT_MAX else None
     if user is None:
         raise InvalidCredentials()
     if claims.token_id is not None:
@@ -73,7 +74,7 @@ async def admin_user(user: CurrentUser, claims: Claims) -> User:
 
 
 AdminUser = Annotated[User, Depends(admin_user)]
-UserIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="User id")]
+UserIdPath = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="User id")]
 
 
 async def user_by_id(user_id: UserIdPath, session: SessionDep, _admin: AdminUser) -> User:

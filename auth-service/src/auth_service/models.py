@@ -30,9 +30,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from svckit.db import naming_metadata
 
-# PostgreSQL bigint: the largest id a path or a token's ``sub`` may carry.
-MAX_ID = 2**63 - 1
-
 
 class Base(DeclarativeBase):
     metadata = naming_metadata()

@@ -27,14 +27,10 @@ from auth_service.recovery.service import RESET_REQUEST, prepare_password_reset
 from auth_service.settings import Settings
 from auth_service.superuser import ensure_first_superuser
 from auth_service.throttle import LoginThrottle
+from svckit.redis import close_redis
 from svckit.tokens import TokenVerifier
 
 logger = logging.getLogger("auth_service")
-
-
-async def close_redis(client: Redis[str]) -> None:
-    # The workspace's types-redis stubs predate aclose(); redis>=5 deprecates close().
-    await client.aclose()  # type: ignore[attr-defined]
 
 
 def create_redis(settings: Settings) -> Redis[str]:

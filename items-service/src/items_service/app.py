@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from items_service.auth import CachingTokenVerifier, DeletedUsers, RevokedTokens
 from items_service.db import Database
-from items_service.events import RedisClient, UserEventsConsumer, close_redis, connect_redis
+from items_service.events import RedisClient, UserEventsConsumer, connect_redis
 from items_service.items.router import router as items_router
 from items_service.metrics import install_items_metrics
 from items_service.settings import Settings
@@ -22,6 +22,7 @@ from svckit.health import Check
 from svckit.jwks import JWKSCache
 from svckit.logs import configure_logging
 from svckit.memory import trimmed_heap
+from svckit.redis import close_redis
 from svckit.request_id import outgoing_headers
 
 SERVICE = "items-service"

@@ -19,8 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from items_service.db import Database
-from items_service.models import BIGINT_MAX
-from svckit.db import is_connection_error
+from svckit.db import BIGINT_MAX, is_connection_error
 from svckit.tokens import AccessClaims, InvalidToken, KeySource, TokenVerifier
 
 logger = logging.getLogger("items_service.auth")

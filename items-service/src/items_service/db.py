@@ -20,16 +20,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from items_service.settings import Settings
+from svckit.db import libpq_url
 
 logger = logging.getLogger("items_service.db")
-
-
-def libpq_dsn(url: str) -> str:
-    """``url`` without SQLAlchemy's ``+asyncpg`` driver suffix, as asyncpg expects it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _reset(connection: asyncpg.Connection) -> None:
@@ -58,7 +53,7 @@ class Database:
             else None
         )
         pool = await asyncpg.create_pool(
-            libpq_dsn(settings.database_url),
+            libpq_url(settings.database_url),
             min_size=0,
             max_size=settings.db_pool_size + settings.db_max_overflow,
             max_inactive_connection_lifetime=300,

@@ -17,8 +17,8 @@ from fastapi.security import SecurityScopes
 
 from items_service.db import Database
 from items_service.items.errors import ItemNotFound
-from items_service.models import BIGINT_MAX
 from svckit.bearer import NotAuthenticated, oauth2_scheme, verify_bearer
+from svckit.db import BIGINT_MAX
 from svckit.scopes import ITEMS_MODERATE, ITEMS_READ, ITEMS_WRITE, InsufficientScope, require_scopes
 from svckit.tokens import AccessClaims, TokenVerifier
 

@@ -33,7 +33,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from svckit.db import naming_metadata
 
 COUNTER_SHARDS = 16
-BIGINT_MAX = 2**63 - 1
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 10_000
 

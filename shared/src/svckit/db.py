@@ -20,6 +20,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,6 +29,15 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from svckit.errors import error_response
 
 logger = logging.getLogger("svckit.db")
+
+# PostgreSQL bigint: the largest id a row, a path or a token's ``sub`` may carry.
+BIGINT_MAX = 2**63 - 1
+
+
+def libpq_url(url: str) -> str:
+    """``url`` with any SQLAlchemy driver suffix removed, as asyncpg and libpq expect it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
 
 # Deterministic constraint names, so migrations can refer to them (and autogenerate agrees).
 NAMING_CONVENTION = {

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from svckit.db import BIGINT_MAX
 from svckit.jwks import KeysUnavailable
 from svckit.scopes import (
     ITEMS_MODERATE,
@@ -48,7 +49,6 @@ ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_LEEWAY_SECONDS = 60
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "x5c", "jwk", "crit"})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")  # base64url without padding; used with fullmatch
-_MAX_USER_ID = 2**63 - 1  # auth-service ids are PostgreSQL bigints
 # Registered client ids: a letter first, so no client id is ever a user id.
 CLIENT_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 _CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
@@ -206,7 +206,7 @@ def _claims(payload: dict[str, Any]) -> AccessClaims:
     if not machine:
         if not (subject.isascii() and subject.isdecimal()):
             raise InvalidToken("sub is not a user id")
-        if len(subject) > 19 or int(subject) > _MAX_USER_ID:
+        if len(subject) > 19 or int(subject) > BIGINT_MAX:
             # beyond bigint a lookup would fail in the database (a 500) instead of here (a 401)
             raise InvalidToken("sub is not a user id")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
-from svckit.testing.servers import libpq_url
+from svckit.db import libpq_url
 
 __all__ = [
     "Forge",

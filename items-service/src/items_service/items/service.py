@@ -20,7 +20,8 @@ from asyncpg import Record
 from items_service.db import Database
 from items_service.items.errors import ItemChanged, ItemNotFound, NotItemOwner, UserDeleted
 from items_service.items.schemas import ItemCreate, ItemUpdate
-from items_service.models import BIGINT_MAX, COUNTER_SHARDS
+from items_service.models import COUNTER_SHARDS
+from svckit.db import BIGINT_MAX
 from svckit.scopes import ITEMS_MODERATE, ITEMS_WRITE, InsufficientScope
 from svckit.tokens import AccessClaims
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import asyncpg
 import pytest
 
+from svckit.db import libpq_url
 from svckit.testing.servers import (
     Containers,
     DependencyUnavailable,
@@ -38,7 +39,6 @@ from svckit.testing.servers import (
     docker_available,
     drop_database,
     env_url,
-    libpq_url,
 )
 
 DatabaseFactory = Callable[[str], str]

@@ -25,14 +25,11 @@ from urllib.parse import quote
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from svckit.db import libpq_url
+
 
 class DependencyUnavailable(RuntimeError):
     """A test or stack dependency (PostgreSQL, Redis) could not be provided."""
-
-
-def libpq_url(url: str) -> str:
-    """``url`` with any SQLAlchemy driver suffix removed, as asyncpg and libpq expect it."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def with_database(url: str, database: str) -> str:
