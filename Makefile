@@ -67,7 +67,8 @@ test-devstack: install
 e2e: install ## End-to-end suite through the gateway (starts the stack unless E2E_BASE_URL is set)
 	$(PYTEST) tests-e2e/tests
 
-TEST_SUITES := shared auth-service items-service devstack tests-e2e
+# Suites whose tests are typed as strictly as src/ (the others are not yet: see the README).
+TEST_SUITES := tests-e2e
 
 lint: install k8s-lint ## ruff check, ruff format --check, mypy (src and tests); the Kubernetes manifests
 	$(UV) run --locked ruff check .

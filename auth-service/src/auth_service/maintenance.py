@@ -5,8 +5,6 @@ concurrently."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -21,6 +19,7 @@ from auth_service.mail import outbox as mail_outbox
 from auth_service.mfa import service as mfa
 from auth_service.models import RevokedAccessToken
 from auth_service.recovery import tokens as account_tokens
+from svckit.tasks import PeriodicTask
 
 logger = logging.getLogger("auth_service.maintenance")
 
@@ -63,24 +62,21 @@ class Maintenance:
         self._retention = retention
         self._interval = interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        # No backoff: a failed pass waits one interval, like a good one.
+        self._task = PeriodicTask(
+            "maintenance",
+            self.run_once,
+            interval=interval,
+            logger=logger,
+            max_backoff=interval,
+            run_at_start=False,
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="maintenance")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await run_once(self._database, retention=self._retention, clock=self._clock)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("maintenance failed", extra={"error": type(exc).__name__})
+    async def run_once(self) -> None:
+        await run_once(self._database, retention=self._retention, clock=self._clock)

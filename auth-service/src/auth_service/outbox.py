@@ -17,8 +17,6 @@ them published only after Redis acknowledged them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from datetime import datetime
@@ -31,6 +29,7 @@ from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.models import OutboxEvent
 from svckit import events
+from svckit.tasks import PeriodicTask
 
 logger = logging.getLogger("auth_service.outbox")
 
@@ -136,43 +135,22 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._interval = interval
         self._clock = clock
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = PeriodicTask("outbox relay", self.run_once, interval=interval, logger=logger)
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._task.wake()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
-    async def _run(self) -> None:
-        delay = self._interval
-        while True:
-            try:
-                await relay_all(
-                    self._database,
-                    self._redis,
-                    stream=self._stream,
-                    batch_size=self._batch_size,
-                    clock=self._clock,
-                )
-                delay = self._interval
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = min(max(delay * 2, self._interval), 30.0)
-                logger.warning(
-                    "outbox relay failed; retrying",
-                    extra={"error": type(exc).__name__, "retry_in": delay},
-                )
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wakeup.wait()
+    async def run_once(self) -> int:
+        return await relay_all(
+            self._database,
+            self._redis,
+            stream=self._stream,
+            batch_size=self._batch_size,
+            clock=self._clock,
+        )

@@ -20,8 +20,6 @@ relay sends them over SMTP afterwards. A request never waits on the mail server.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +35,7 @@ from auth_service.db import Database
 from auth_service.mail.messages import render
 from auth_service.mail.smtp import SmtpSender, is_permanent
 from auth_service.models import MailMessage
+from svckit.tasks import PeriodicTask
 
 logger = logging.getLogger("auth_service.mail")
 
@@ -133,12 +132,11 @@ class MailRelay:
         self._max_attempts = max_attempts
         self._retry_base = retry_base
         self._retry_max = retry_max
-        self._interval = interval
         self._clock = clock
         self.metrics = metrics
         self._preparers = preparers
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # A failed pass (the database) backs off; the rows wait.
+        self._task = PeriodicTask("mail relay", self.run_once, interval=interval, logger=logger)
 
     # ---------------------------------------------------------------- one pass
 
@@ -289,39 +287,15 @@ class MailRelay:
     # ---------------------------------------------------------------- background task
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._task.wake()
 
     def start(self) -> None:
         if self._sender is None:
             logger.warning("AUTH_SMTP_URL is not set: mail is queued in the outbox but not sent")
-        self._task = asyncio.create_task(self._run(), name="mail-relay")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        delay = self._interval
-        while True:
-            # Cleared before the pass, so a wake-up during it triggers the next one at once.
-            self._wakeup.clear()
-            try:
-                await self.run_once()
-                delay = self._interval
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database: back off, the rows wait
-                delay = min(max(delay * 2, self._interval), 30.0)
-                logger.warning(
-                    "mail relay failed; retrying",
-                    extra={"error": type(exc).__name__, "retry_in": delay},
-                )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wakeup.wait()
+        await self._task.stop()
 
 
 def _describe(exc: BaseException) -> str:
