@@ -1,6 +1,6 @@
 """items-service against a misbehaving JWKS endpoint: failing, garbage, slow, redirecting.
 
-DESIGN.md, "Tokens": with keys in the cache, tokens of known keys keep verifying at normal
+ARCHITECTURE.md, "Tokens": with keys in the cache, tokens of known keys keep verifying at normal
 speed whatever the JWKS endpoint does (stale-if-error); with no keys at all protected routes
 answer 503, never 200; the fetch follows no redirect; a key published later is accepted after
 one refetch. The endpoint is a real loopback HTTP server (svckit's ``JWKSServer``).

@@ -100,7 +100,7 @@ def _send(client: Client, method: str, path: str, body: Any, authorization: str 
 def assert_refused(client: Client, token: str | bytes, *, allow: tuple[int, ...] = ()) -> None:
     """``token`` is refused with 401 + ``WWW-Authenticate: Bearer`` on every protected route.
 
-    ``allow`` names other 4xx statuses DESIGN.md permits for that token's shape (a header too
+    ``allow`` names other 4xx statuses the contract permits for that token's shape (a header too
     large for the server may be refused earlier with 400/431).
     """
     authorization: str | bytes = (
@@ -343,7 +343,7 @@ FORGED: dict[str, Builder] = {
 }
 
 
-# Shapes DESIGN.md lets the HTTP layer refuse before the verifier sees them.
+# Shapes the contract lets the HTTP layer refuse before the verifier sees them.
 ALLOWED_EARLIER = {"token-100kb": (400, 431), "token-100kb-claim": (400, 431)}
 
 

@@ -1,4 +1,4 @@
-"""The transactional outbox for cross-service events (DESIGN.md, "Cross-service data").
+"""The transactional outbox for cross-service events (ARCHITECTURE.md, "Cross-service data").
 
 A user deletion writes a ``user.deleted`` row in the same transaction as the deletion, so the
 event exists exactly when the deletion committed; an access token's revocation (RFC 7009)

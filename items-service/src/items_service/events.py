@@ -1,4 +1,4 @@
-"""The consumer of auth-service's user events (DESIGN.md, "Cross-service data").
+"""The consumer of auth-service's user events (ARCHITECTURE.md, "Cross-service data").
 
 auth-service relays ``user.deleted`` entries (fields ``type``, ``user_id``, ``event_id``,
 ``occurred_at``) from its outbox to the Redis stream ``user-events``. Every items-service

@@ -28,7 +28,7 @@ class Settings(ServiceSettings):
         validation_alias=AliasChoices("ITEMS_REDIS_URL", "REDIS_URL"),
     )
 
-    # The user-events consumer (DESIGN.md, "Cross-service data").
+    # The user-events consumer (ARCHITECTURE.md, "Cross-service data").
     events_enabled: bool = True
     events_stream: str = Field(default="user-events", min_length=1)
     events_group: str = Field(default="items-service", min_length=1)

@@ -1,6 +1,6 @@
 """The error envelope shared by every service.
 
-Every error a client sees has one shape (DESIGN.md, "Errors")::
+Every error a client sees has one shape (ARCHITECTURE.md, "Errors")::
 
     {"detail": ..., "code": "not_found", "status_code": 404,
      "path": "/items/5", "request_id": "..."}

