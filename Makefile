@@ -41,8 +41,10 @@ $(UV):
 
 install: .venv/.synced ## Install uv (if missing) and every dependency from uv.lock
 
+# The launcher runs straight from the venv (`install` synced it): a `uv run` parent would stay
+# resident for the stack's whole life.
 run: install ## Run the whole stack locally (gateway on http://127.0.0.1:8080)
-	$(UV) run --locked devstack run
+	.venv/bin/devstack run
 
 superuser: install ## An administrator of the stack `make run` started: ADMIN=name ADMIN_EMAIL=email (password: prompted, or piped on stdin)
 	@test -n "$(ADMIN)" -a -n "$(ADMIN_EMAIL)" || { echo "usage: make superuser ADMIN=name ADMIN_EMAIL=email" >&2; exit 2; }

@@ -10,7 +10,6 @@ a component's log.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -18,22 +17,20 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
-from sqlalchemy.engine import make_url
-
 from devstack.config import StackConfig
+from devstack.createdb import UNREACHABLE
 from devstack.errors import BinaryMissing, ComponentFailed, StackError
 from devstack.gateway import redis_env, render_static
 from devstack.process import ManagedProcess, ensure_port_free, http_ok, require_binary, tail
 from svckit.testing.servers import (
     DependencyUnavailable,
     EmbeddedPostgres,
-    create_database,
+    database_name,
     free_port,
     redis_server_binary,
     with_database,
@@ -81,18 +78,8 @@ def running_stack_env(data_dir: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine from sync code, also when the caller is inside a running loop."""
-
-    async def main() -> T:
-        return await factory()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, main()).result()
-
-
 def _database_name(url: str, setting: str) -> str:
-    name = make_url(url).database
+    name = database_name(url)
     if not name:
         raise StackError(f"{setting} must name a database: {url!r}")
     return name
@@ -103,6 +90,7 @@ class Stack:
 
     def __init__(self, config: StackConfig, *, report: Reporter | None = None) -> None:
         self.config = config
+        self.sizing = config.sizing
         self._report = report or (lambda _message: None)
         self._postgres: EmbeddedPostgres | None = None
         self._redis_port: int | None = None
@@ -175,7 +163,8 @@ class Stack:
         if self.redis_url is None:
             raise StackError("the stack's Redis is not set up yet; call start() first")
         config = self.config
-        env = dict(os.environ)
+        # The machine's sizing first: the environment (and the config's own) may override it.
+        env = {**self.sizing.env(), **os.environ}
         env.update(config.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("GATEWAY_HEALTHCHECK_INTERVAL", "2s")
@@ -441,16 +430,22 @@ class Stack:
             assert url is not None
             name = _database_name(url, setting)
             admin_url = with_database(url, "postgres")
-            try:
-                _run_async(lambda a=admin_url, n=name: create_database(a, n))  # type: ignore[misc]
-            except (OSError, TimeoutError) as exc:
+            # In a child process: see devstack.createdb.
+            result = subprocess.run(
+                [sys.executable, "-m", "devstack.createdb", admin_url, name],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            reason = result.stderr.strip().splitlines()[-1:] or [f"status {result.returncode}"]
+            if result.returncode == UNREACHABLE:
                 raise ComponentFailed(
-                    f"cannot reach PostgreSQL for {setting} to create database {name!r}: {exc}"
-                ) from None
-            except Exception as exc:
-                raise ComponentFailed(
-                    f"cannot create database {name!r} ({setting}): {type(exc).__name__}: {exc}"
-                ) from None
+                    f"cannot reach PostgreSQL for {setting} to create database {name!r}: "
+                    f"{reason[0]}"
+                )
+            if result.returncode != 0:
+                raise ComponentFailed(f"cannot create database {name!r} ({setting}): {reason[0]}")
 
     def _start_redis(self) -> None:
         if self.config.redis_url is not None:
@@ -484,16 +479,16 @@ class Stack:
             self._processes[REDIS] = process
         self._report(f"starting Redis (embedded) on 127.0.0.1:{self._redis_port}")
         process.start()
-        import redis
+        port = self._redis_port or 0
 
         def ping() -> bool:
-            client = redis.Redis(port=self._redis_port or 0, socket_timeout=1)
+            # A raw PING: a Redis client's import would stay in the launcher's memory.
             try:
-                return bool(client.ping())
-            except redis.RedisError:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(16).startswith(b"+PONG")
+            except OSError:
                 return False
-            finally:
-                client.close()
 
         process.wait_until(ping, timeout=20, what="answering PING")
 
@@ -548,10 +543,10 @@ class Stack:
 
     def _start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
         config = self.config
-        port, app = (
-            (config.auth_port, config.auth_app)
+        port, app, workers = (
+            (config.auth_port, config.auth_app, self.sizing.auth_workers)
             if name == AUTH
-            else (config.items_port, config.items_app)
+            else (config.items_port, config.items_app, self.sizing.items_workers)
         )
         process = self._processes.get(name)
         if process is None:
@@ -566,7 +561,7 @@ class Stack:
                     "--port",
                     str(port),
                     "--workers",
-                    str(config.workers),
+                    str(workers),
                     "--no-server-header",
                     "--no-access-log",
                     "--timeout-graceful-shutdown",
@@ -576,7 +571,7 @@ class Stack:
             )
             self._processes[name] = process
         # uvicorn's worker-count variable, which auth-service sizes its hashing by
-        process.env = {**self.env(), "WEB_CONCURRENCY": str(config.workers), **(extra_env or {})}
+        process.env = {**self.env(), "WEB_CONCURRENCY": str(workers), **(extra_env or {})}
         self._report(f"starting {name} on 127.0.0.1:{port}")
         process.start()
         base = f"http://127.0.0.1:{port}"
