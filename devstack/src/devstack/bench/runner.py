@@ -391,7 +391,12 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
     _fresh_data_dir(options.data_dir)
     wrk = Wrk(wrk_binary, options.data_dir / "wrk")
     env = options.stack_env()
-    config = StackConfig.ephemeral(options.data_dir / "stack", workers=options.workers, env=env)
+    config = StackConfig.ephemeral(
+        options.data_dir / "stack",
+        auth_workers=options.workers,
+        items_workers=options.workers,
+        env=env,
+    )
     report(f"starting the stack in {config.data_dir} ({options.workers} workers per service)")
     wall_started = time.time()
     with Stack(config, report=lambda m: report(f"  {m}")) as stack:
