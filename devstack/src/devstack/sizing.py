@@ -3,10 +3,9 @@
 The rule, per service (README, "Sizing"):
 
 * **items-service** serves the hot path (reads and writes at thousands per second), and a
-  Python worker uses at most one core, so it gets the cores the gateway and PostgreSQL leave:
-  one worker per two cores (at least one). On a 2-core machine that is one worker: Traefik and
-  PostgreSQL take about a third of the CPU of every request, and a second worker would add a
-  process (and its pool's PostgreSQL backends) for a few per cent.
+  Python worker uses at most one core, so it gets one worker per core: the gateway and
+  PostgreSQL use a third of every request's CPU, but a single worker leaves the rest of a
+  2-core machine idle while its own core is the bottleneck.
 * **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
   one worker keeps every core busy hashing: one worker per four cores, and each worker's
   hashing threads are its share of the cores.
@@ -29,10 +28,12 @@ from dataclasses import dataclass
 DEFAULT_MAX_CONNECTIONS = 100
 # Kept free for migrations, `devstack cli` commands, psql and the superuser reservation.
 RESERVED_CONNECTIONS = 13
-# items-service: pooled connections per worker per core the service is given (a request holds
-# one for a single statement). auth-service: a login holds its connection while its hash is
-# computed (the session spans the request), so its pool follows the hashing threads.
-ITEMS_POOL_PER_CORE = 2
+# items-service: a request holds a connection for one statement (a fraction of a millisecond),
+# so one pooled connection and one more under a burst keep a worker's core busy. auth-service:
+# a login holds its connection while its hash is computed (the session spans the request), so
+# its pool keeps one per hashing thread, and as many again under a burst (overflow connections
+# are closed when returned: idle ones are PostgreSQL backends kept for nothing).
+ITEMS_POOL = 1
 
 
 def machine_cores() -> int:
@@ -91,30 +92,32 @@ def size_stack(
     """The sizes for ``cores`` (default: this machine's); worker counts may be fixed."""
     cores = max(1, cores if cores is not None else machine_cores())
     auth = auth_workers or max(1, cores // 4)
-    items = items_workers or max(1, cores // 2)
+    items = items_workers or cores
     if auth < 1 or items < 1:
         raise ValueError("a service needs at least one worker")
     hashing = max(1, cores // auth)
-    items_pool = max(2, ITEMS_POOL_PER_CORE * cores // (2 * items))
-    auth_pool = 2 * hashing
-    # Within the budget: shrink the pools (down to one connection) rather than fail to start.
+    items_pool, items_overflow = ITEMS_POOL, ITEMS_POOL
+    auth_pool = auth_overflow = hashing
+    # Within the budget: give up the overflows, then shrink auth's pool (down to one
+    # connection per worker) rather than fail to start.
     budget = max(max_connections - RESERVED_CONNECTIONS, auth + items)
 
-    def connections(auth_pool: int, items_pool: int) -> int:
-        return auth * (auth_pool + auth_pool // 2) + items * (items_pool + items_pool // 2)
+    def connections() -> int:
+        return auth * (auth_pool + auth_overflow) + items * (items_pool + items_overflow)
 
-    while connections(auth_pool, items_pool) > budget and (auth_pool > 1 or items_pool > 1):
-        if items_pool >= auth_pool and items_pool > 1:
-            items_pool -= 1
-        else:
-            auth_pool -= 1
+    if connections() > budget:
+        items_overflow = 0
+    while connections() > budget and auth_overflow > 0:
+        auth_overflow -= 1
+    while connections() > budget and auth_pool > 1:
+        auth_pool -= 1
     return Sizing(
         cores=cores,
         auth_workers=auth,
         items_workers=items,
         hashing_threads=hashing,
         auth_pool_size=auth_pool,
-        auth_max_overflow=auth_pool // 2,
+        auth_max_overflow=auth_overflow,
         items_pool_size=items_pool,
-        items_max_overflow=items_pool // 2,
+        items_max_overflow=items_overflow,
     )

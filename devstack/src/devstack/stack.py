@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self
 
 from devstack.config import StackConfig
 from devstack.createdb import UNREACHABLE
@@ -36,7 +36,9 @@ from svckit.testing.servers import (
     with_database,
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from devstack.mailserver import MailServer
+
 Reporter = Callable[[str], None]
 
 AUTH = "auth-service"
@@ -95,6 +97,7 @@ class Stack:
         self._postgres: EmbeddedPostgres | None = None
         self._redis_port: int | None = None
         self._processes: dict[str, ManagedProcess] = {}
+        self._mail: MailServer | None = None
         self._gateway_urls: dict[str, str] = {}
         self.auth_database_url = config.auth_database_url
         self.items_database_url = config.items_database_url
@@ -151,7 +154,7 @@ class Stack:
     @property
     def components(self) -> tuple[str, ...]:
         """Names of the components that can be stopped and started."""
-        names = [*SERVICES, *self._processes]
+        names = [*SERVICES, *self._processes, *([MAIL] if self.local_mail else [])]
         if self._postgres is not None or self._embedded_postgres_used():
             names.append(POSTGRES)
         return tuple(dict.fromkeys(names))
@@ -221,6 +224,9 @@ class Stack:
                 self._processes[name].stop()
         self._processes.clear()
         self._gateway_urls.clear()
+        if self._mail is not None:
+            self._mail.stop()
+            self._mail = None
         if self._postgres is not None:
             with contextlib.suppress(Exception):
                 self._report("stopping PostgreSQL")
@@ -259,6 +265,9 @@ class Stack:
             return
         if name == REDIS and self.config.redis_url is not None:
             raise StackError("Redis is external (REDIS_URL); the stack cannot stop it")
+        if name == MAIL and self._mail is not None:
+            self._mail.stop()
+            return
         process = self._processes.get(name)
         if process is None:
             raise StackError(f"unknown component {name!r}; known: {', '.join(self.components)}")
@@ -496,37 +505,18 @@ class Stack:
         """The local SMTP server (devstack.mailserver), unless AUTH_SMTP_URL names another."""
         if not self.local_mail:
             return
+        from devstack.mailserver import MailServer  # only when mail is local
+
         port = self.config.smtp_port
-        process = self._processes.get(MAIL)
-        if process is None:
-            process = ManagedProcess(
-                MAIL,
-                [
-                    sys.executable,
-                    "-m",
-                    "devstack.mailserver",
-                    "--port",
-                    str(port),
-                    "--dir",
-                    str(self.mail_dir),
-                ],
-                self.log_path(MAIL),
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            self._processes[MAIL] = process
+        if self._mail is None:
+            self._mail = MailServer("127.0.0.1", port, self.mail_dir, self.log_path(MAIL))
         self._report(
             f"starting the local SMTP server on 127.0.0.1:{port} (mail in {self.mail_dir})"
         )
-        process.start()
-
-        def accepting() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        process.wait_until(accepting, timeout=20, what="accepting SMTP connections")
+        try:
+            self._mail.start()
+        except OSError as exc:
+            raise ComponentFailed(str(exc)) from None
 
     def _migrate(self) -> None:
         for service in SERVICES:
