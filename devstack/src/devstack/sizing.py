@@ -29,7 +29,8 @@ DEFAULT_MAX_CONNECTIONS = 100
 # Kept free for migrations, `devstack cli` commands, psql and the superuser reservation.
 RESERVED_CONNECTIONS = 13
 # items-service: a request holds a connection for one statement (a fraction of a millisecond),
-# so one pooled connection and one more under a burst keep a worker's core busy. auth-service:
+# so one connection keeps a worker's core busy: while it runs a statement, the worker parses
+# and renders the other requests (and the background refreshes borrow it for a millisecond). auth-service:
 # a login holds its connection while its hash is computed (the session spans the request), so
 # its pool keeps one per hashing thread, and as many again under a burst (overflow connections
 # are closed when returned: idle ones are PostgreSQL backends kept for nothing).
@@ -96,17 +97,15 @@ def size_stack(
     if auth < 1 or items < 1:
         raise ValueError("a service needs at least one worker")
     hashing = max(1, cores // auth)
-    items_pool, items_overflow = ITEMS_POOL, ITEMS_POOL
+    items_pool, items_overflow = ITEMS_POOL, 0
     auth_pool = auth_overflow = hashing
-    # Within the budget: give up the overflows, then shrink auth's pool (down to one
+    # Within the budget: give up auth's overflow, then shrink its pool (down to one
     # connection per worker) rather than fail to start.
     budget = max(max_connections - RESERVED_CONNECTIONS, auth + items)
 
     def connections() -> int:
         return auth * (auth_pool + auth_overflow) + items * (items_pool + items_overflow)
 
-    if connections() > budget:
-        items_overflow = 0
     while connections() > budget and auth_overflow > 0:
         auth_overflow -= 1
     while connections() > budget and auth_pool > 1:
