@@ -11,7 +11,7 @@ import pytest
 from conftest import ISSUER, Tokens, create_item, make_settings, serve
 from fastapi import FastAPI
 
-from items_service.auth import CachingTokenVerifier, DeletedUsers
+from items_service.tokens import CachingTokenVerifier, DeletedUsers
 from svckit.jwks import JWKSCache
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
 from svckit.tokens import InvalidToken
@@ -132,7 +132,7 @@ async def test_deletions_by_other_replicas_are_picked_up(
         await sql.execute(
             "INSERT INTO deleted_users (user_id, event_id) VALUES (8, gen_random_uuid())"
         )
-        deleted: DeletedUsers = app.state.deleted_users
+        deleted: DeletedUsers = app.state.runtime.deleted_users
         for _ in range(100):
             if 8 in deleted:
                 break

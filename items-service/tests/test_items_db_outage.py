@@ -26,12 +26,12 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import Tokens, eventually, make_settings, run_in_thread, serve
 
-from items_service.auth import DeletedUsers
 from items_service.cli import upgrade
 from items_service.db import Database
 from items_service.events import UserEventsConsumer
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
+from items_service.tokens import DeletedUsers
 from svckit.db import is_connection_error
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import create_database

@@ -17,12 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import Tokens, eventually, make_settings, serve
 
-from items_service.auth import DeletedUsers, RevokedTokens
 from items_service.db import Database
 from items_service.events import UserEventsConsumer, apply_token_revoked, apply_user_deleted
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
 from items_service.settings import Settings
+from items_service.tokens import DeletedUsers, RevokedTokens
 from svckit.events import PoisonMessage, TokenRevokedEvent, UserDeletedEvent, parse_event
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import EmbeddedRedis

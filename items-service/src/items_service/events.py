@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from items_service.auth import DeletedUsers, RevokedTokens
 from items_service.db import Database
 from items_service.models import COUNTER_SHARDS
+from items_service.tokens import DeletedUsers, RevokedTokens
 from svckit.db import is_connection_error
 from svckit.events import (
     Event,
