@@ -24,14 +24,15 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from conftest import Tokens, eventually, make_settings, run_in_thread, serve
+from conftest import Tokens, eventually, make_settings, serve
 
-from items_service.cli import upgrade
 from items_service.db import Database
 from items_service.events import UserEventsConsumer
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
+from items_service.migrations import LOCATION as MIGRATIONS
 from items_service.tokens import DeletedUsers
+from svckit import migrations
 from svckit.db import is_connection_error
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import create_database
@@ -86,7 +87,7 @@ async def outage_client(
 async def _fresh_database(own_postgres: OwnPostgres) -> str:
     await asyncio.to_thread(own_postgres.start)  # running, even if a previous test failed
     url = await create_database(own_postgres.admin_url, f"items_{uuid.uuid4().hex[:8]}")
-    run_in_thread(upgrade, url)
+    await migrations.upgrade(MIGRATIONS, url)
     return url
 
 
