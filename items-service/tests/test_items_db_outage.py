@@ -27,11 +27,11 @@ import redis.asyncio as aioredis
 from conftest import Tokens, eventually, make_settings, serve
 
 from items_service.db import Database
-from items_service.events import UserEventsConsumer
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
 from items_service.migrations import LOCATION as MIGRATIONS
 from items_service.tokens import DeletedUsers
+from items_service.user_events import UserEventsConsumer
 from svckit import migrations
 from svckit.db import is_connection_error
 from svckit.testing.keys import JWKSServer
@@ -164,7 +164,7 @@ async def test_unreachable_database_at_start_then_available(
 async def test_consumer_waits_out_a_database_outage(
     own_postgres: OwnPostgres, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="items_service.events")
+    caplog.set_level(logging.WARNING, logger="items_service.user_events")
     url = await _fresh_database(own_postgres)
     db = await Database.open(
         make_settings(url, "http://127.0.0.1:9/jwks", db_connect_timeout_seconds=1)

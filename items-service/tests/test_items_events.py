@@ -18,11 +18,11 @@ import redis.asyncio as aioredis
 from conftest import Tokens, eventually, make_settings, serve
 
 from items_service.db import Database
-from items_service.events import UserEventsConsumer, apply_token_revoked, apply_user_deleted
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
 from items_service.settings import Settings
 from items_service.tokens import DeletedUsers, RevokedTokens
+from items_service.user_events import UserEventsConsumer, apply_token_revoked
 from svckit.events import PoisonMessage, TokenRevokedEvent, UserDeletedEvent, parse_event
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import EmbeddedRedis
@@ -242,7 +242,7 @@ async def test_duplicate_delivery_deletes_once_and_does_not_fail(
     # Applying it yet again is a no-op.
     parsed = parse_event({k.encode(): v.encode() for k, v in event.items()})
     assert parsed is not None
-    assert await apply_user_deleted(db, parsed) == 0
+    assert await service.delete_user_items(db, parsed) == 0
 
 
 async def _handled(consumer: UserEventsConsumer, count: int) -> bool:
@@ -282,7 +282,7 @@ async def test_poison_entries_go_to_the_dead_stream(
     sql: asyncpg.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="items_service.events")
+    caplog.set_level(logging.WARNING, logger="items_service.user_events")
     await make_items(db, 5, 2)
     poison = [
         {"type": "user.deleted", "user_id": "not-a-number", "event_id": uuid.uuid4().hex},

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from items_service.db import Database
-from items_service.events import RedisClient, UserEventsConsumer, connect_redis
 from items_service.settings import Settings
 from items_service.tokens import CachingTokenVerifier, DeletedUsers, RevokedTokens
+from items_service.user_events import UserEventsConsumer
 from svckit.jwks import JWKSCache
-from svckit.redis import close_redis
+from svckit.redis import StreamClient, close_redis, connect_stream_reader
 from svckit.request_id import outgoing_headers
 
 # How long startup waits for the deleted-users list before serving without it (it keeps
@@ -35,7 +35,7 @@ class Runtime:
     revoked_tokens: RevokedTokens
     # None when ITEMS_EVENTS_ENABLED is false (tests that do not exercise events).
     consumer: UserEventsConsumer | None = None
-    redis: RedisClient | None = None
+    redis: StreamClient | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -78,7 +78,7 @@ class Runtime:
             )
         )
         if settings.events_enabled:
-            runtime.redis = connect_redis(
+            runtime.redis = connect_stream_reader(
                 settings.redis_url, block_seconds=settings.events_block_seconds
             )
             runtime.consumer = UserEventsConsumer(

@@ -8,6 +8,9 @@ Authorisation and preconditions are part of the write's ``WHERE`` clause, so a c
 change it guards cannot be separated by a concurrent writer (no lost update: of two updates
 sent with the same ``If-Match``, exactly one matches). Only when a write matches no row is the
 item read again, to tell 404 from 403 from 412.
+
+A deleted user's items are deleted here too (:func:`delete_user_items`, called by the
+user-events consumer), so every write of ``items`` is in this module.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from items_service.items.errors import ItemChanged, ItemNotFound, NotItemOwner, 
 from items_service.items.schemas import ItemCreate, ItemUpdate
 from items_service.models import COUNTER_SHARDS
 from svckit.db import BIGINT_MAX
+from svckit.events import UserDeletedEvent
 from svckit.scopes import ITEMS_MODERATE, ITEMS_WRITE, InsufficientScope
 from svckit.tokens import AccessClaims
 
@@ -60,7 +64,7 @@ ORDER BY i.id
 
 _GET = f"SELECT {_ITEM} FROM items WHERE id = $1::bigint"  # noqa: S608
 
-# The insert is refused for a user whose deletion was already applied (see events.py).
+# The insert is refused for a user whose deletion was already applied (delete_user_items).
 _CREATE = f"""
 WITH new AS (
     INSERT INTO items (title, description, owner_id)
@@ -108,6 +112,27 @@ WITH gone AS (
     FROM gone WHERE c.owner_id = gone.owner_id AND c.shard = gone.{_SHARD}
 )
 SELECT id FROM gone
+"""  # noqa: S608
+
+# A deleted user's items go, off the counters, and the user is recorded (so _CREATE refuses
+# them from then on), atomically.
+_DELETE_OWNER = f"""
+WITH gone AS (
+    DELETE FROM items WHERE owner_id = $1::bigint RETURNING id
+), per_shard AS (
+    SELECT {_SHARD} AS shard, count(*) AS n FROM gone GROUP BY 1
+), total AS (
+    UPDATE item_count_shards AS c SET count = c.count - p.n
+    FROM per_shard AS p WHERE c.shard = p.shard
+), owned AS (
+    UPDATE owner_item_counts AS c SET count = c.count - p.n
+    FROM per_shard AS p WHERE c.owner_id = $1::bigint AND c.shard = p.shard
+), marked AS (
+    INSERT INTO deleted_users (user_id, event_id, occurred_at)
+    VALUES ($1::bigint, $2::uuid, $3::timestamptz)
+    ON CONFLICT (user_id) DO NOTHING
+)
+SELECT count(*) FROM gone
 """  # noqa: S608
 
 _OWNER_AND_VERSION = "SELECT owner_id, version FROM items WHERE id = $1::bigint"
@@ -229,3 +254,18 @@ async def delete_item(
     deleted = await db.fetchval(_DELETE, item_id, own, anyone, if_match)
     if deleted is None:
         await _refusal(db, item_id, claims)
+
+
+async def delete_user_items(db: Database, event: UserDeletedEvent) -> int:
+    """Delete a deleted user's items and record the user; returns how many items went.
+
+    Idempotent (events are delivered at least once). An item whose insert raced the first
+    pass (its request began before the user was recorded) is caught by the second, which sees
+    every insert that committed meanwhile.
+    """
+    deleted = 0
+    for _ in range(2):
+        deleted += await db.fetchval(
+            _DELETE_OWNER, event.user_id, event.event_id, event.occurred_at
+        )
+    return deleted
