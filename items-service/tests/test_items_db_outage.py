@@ -26,14 +26,13 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import Tokens, eventually, make_settings, serve
 
-from items_service.db import Database
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
 from items_service.migrations import LOCATION as MIGRATIONS
 from items_service.tokens import DeletedUsers
 from items_service.user_events import UserEventsConsumer
 from svckit import migrations
-from svckit.db import is_connection_error
+from svckit.db import Pool, is_connection_error
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import create_database
 
@@ -166,8 +165,9 @@ async def test_consumer_waits_out_a_database_outage(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="items_service.user_events")
     url = await _fresh_database(own_postgres)
-    db = await Database.open(
-        make_settings(url, "http://127.0.0.1:9/jwks", db_connect_timeout_seconds=1)
+    db = await Pool.from_settings(
+        make_settings(url, "http://127.0.0.1:9/jwks", db_connect_timeout_seconds=1),
+        application_name="items-service",
     )
     redis = aioredis.Redis.from_url(redis_url, protocol=2)
     stream = f"user-events-{uuid.uuid4().hex[:8]}"
@@ -232,7 +232,7 @@ async def test_sessions_ended_by_the_server_are_connection_errors_and_never_reus
 ) -> None:
     # One connection in the pool: a broken one handed out again would keep failing.
     settings = make_settings(database_url, jwks_server.url, db_pool_size=1, db_max_overflow=0)
-    db = await Database.open(settings)
+    db = await Pool.from_settings(settings, application_name="items-service")
     failures: list[Exception] = []
 
     async def query(value: int) -> bool:

@@ -17,12 +17,12 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import Tokens, eventually, make_settings, serve
 
-from items_service.db import Database
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
 from items_service.settings import Settings
 from items_service.tokens import DeletedUsers, RevokedTokens
 from items_service.user_events import UserEventsConsumer, apply_token_revoked
+from svckit.db import Pool
 from svckit.events import PoisonMessage, TokenRevokedEvent, UserDeletedEvent, parse_event
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import EmbeddedRedis
@@ -53,8 +53,8 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = await Database.open(settings)
+async def db(settings: Settings) -> AsyncIterator[Pool]:
+    database = await Pool.from_settings(settings, application_name="items-service")
     yield database
     await database.close()
 
@@ -64,7 +64,7 @@ ConsumerFactory = Callable[..., UserEventsConsumer]
 
 @pytest.fixture
 async def consumers(
-    redis: aioredis.Redis, db: Database, stream: str
+    redis: aioredis.Redis, db: Pool, stream: str
 ) -> AsyncIterator[tuple[ConsumerFactory, list[asyncio.Task[None]]]]:
     tasks: list[asyncio.Task[None]] = []
 
@@ -97,7 +97,7 @@ def start(
     return consumer
 
 
-async def make_items(db: Database, owner: int, count: int) -> list[int]:
+async def make_items(db: Pool, owner: int, count: int) -> list[int]:
     return [
         (await service.create_item(db, ItemCreate(title=f"t{i}"), owner))["id"]
         for i in range(count)
@@ -226,7 +226,7 @@ async def _no_pending(redis: aioredis.Redis, stream: str) -> bool:
 
 
 async def test_duplicate_delivery_deletes_once_and_does_not_fail(
-    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+    consumers: Any, redis: aioredis.Redis, db: Pool, stream: str, sql: asyncpg.Connection
 ) -> None:
     await make_items(db, 7, 3)
     event = user_deleted(7)
@@ -250,7 +250,7 @@ async def _handled(consumer: UserEventsConsumer, count: int) -> bool:
 
 
 async def test_consumer_started_after_the_events_catches_up(
-    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+    consumers: Any, redis: aioredis.Redis, db: Pool, stream: str, sql: asyncpg.Connection
 ) -> None:
     for owner in (1, 2, 3):
         await make_items(db, owner, 2)
@@ -277,7 +277,7 @@ async def test_consumer_started_after_the_events_catches_up(
 async def test_poison_entries_go_to_the_dead_stream(
     consumers: Any,
     redis: aioredis.Redis,
-    db: Database,
+    db: Pool,
     stream: str,
     sql: asyncpg.Connection,
     caplog: pytest.LogCaptureFixture,
@@ -308,7 +308,7 @@ async def test_poison_entries_go_to_the_dead_stream(
 
 
 async def test_entry_failing_repeatedly_is_dead_lettered(
-    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+    consumers: Any, redis: aioredis.Redis, db: Pool, stream: str, sql: asyncpg.Connection
 ) -> None:
     await make_items(db, 6, 1)
     # A real, non-connection failure: the table the handler writes to is gone.
@@ -332,7 +332,7 @@ async def _dead(consumer: UserEventsConsumer, count: int) -> bool:
 
 
 async def test_pending_entries_of_a_crashed_consumer_are_taken_over(
-    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+    consumers: Any, redis: aioredis.Redis, db: Pool, stream: str, sql: asyncpg.Connection
 ) -> None:
     await make_items(db, 8, 2)
     await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -349,7 +349,7 @@ async def test_pending_entries_of_a_crashed_consumer_are_taken_over(
 
 
 async def test_entry_delivered_too_often_is_dead_lettered(
-    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+    consumers: Any, redis: aioredis.Redis, db: Pool, stream: str, sql: asyncpg.Connection
 ) -> None:
     await make_items(db, 9, 1)
     await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
@@ -369,7 +369,7 @@ async def test_entry_delivered_too_often_is_dead_lettered(
 
 
 async def test_consumer_rides_out_a_redis_outage(
-    consumers: Any, db: Database, stream: str, sql: asyncpg.Connection
+    consumers: Any, db: Pool, stream: str, sql: asyncpg.Connection
 ) -> None:
     datadir = Path(tempfile.mkdtemp(prefix="items-redis-"))
     own = EmbeddedRedis(datadir=datadir)
@@ -402,7 +402,7 @@ async def _disconnected(consumer: UserEventsConsumer) -> bool:
 
 
 async def test_group_lost_with_redis_data_is_recreated(
-    consumers: Any, redis: aioredis.Redis, db: Database, stream: str, sql: asyncpg.Connection
+    consumers: Any, redis: aioredis.Redis, db: Pool, stream: str, sql: asyncpg.Connection
 ) -> None:
     await make_items(db, 13, 1)
     consumer = start(consumers)
@@ -423,7 +423,7 @@ async def _group_exists(redis: aioredis.Redis, stream: str) -> bool:
 
 
 async def test_idle_consumers_without_pending_entries_are_forgotten(
-    consumers: Any, redis: aioredis.Redis, db: Database, stream: str
+    consumers: Any, redis: aioredis.Redis, db: Pool, stream: str
 ) -> None:
     await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
     await redis.xreadgroup(GROUP, "exited-process", {stream: ">"})  # registers, reads nothing
@@ -505,7 +505,7 @@ async def test_a_revoked_token_is_refused_within_2_s_and_after_a_restart(
 
 
 async def test_other_replicas_pick_up_revocations_from_the_database(
-    database_url: str, jwks_server: JWKSServer, tokens: Tokens, db: Database
+    database_url: str, jwks_server: JWKSServer, tokens: Tokens, db: Pool
 ) -> None:
     settings = make_settings(database_url, jwks_server.url, revoked_tokens_refresh_seconds=0.1)
     jti = uuid.uuid4().hex
@@ -525,7 +525,7 @@ async def test_other_replicas_pick_up_revocations_from_the_database(
         assert (await client.get("/items/my-items", headers=headers)).status_code == 401
 
 
-async def test_expired_revocations_are_forgotten_and_pruned(db: Database) -> None:
+async def test_expired_revocations_are_forgotten_and_pruned(db: Pool) -> None:
     revoked = RevokedTokens()
     long_ago = datetime.fromtimestamp(time.time() - 3600, UTC)
     await apply_token_revoked(db, TokenRevokedEvent(uuid.uuid4(), "old", long_ago))

@@ -12,10 +12,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from items_service.db import Database
 from items_service.settings import Settings
 from items_service.tokens import CachingTokenVerifier, DeletedUsers, RevokedTokens
 from items_service.user_events import UserEventsConsumer
+from svckit.db import Pool
 from svckit.jwks import JWKSCache
 from svckit.redis import StreamClient, close_redis, connect_stream_reader
 from svckit.request_id import outgoing_headers
@@ -28,7 +28,7 @@ _STARTUP_LOAD_TIMEOUT = 5.0
 @dataclass
 class Runtime:
     settings: Settings
-    db: Database
+    db: Pool
     jwks: JWKSCache
     verifier: CachingTokenVerifier
     deleted_users: DeletedUsers
@@ -41,7 +41,7 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, *, application_name: str) -> Runtime:
         """Open the pool, build the verifier, load the deny-lists, start the background work."""
-        db = await Database.open(settings, application_name=application_name)
+        db = await Pool.from_settings(settings, application_name=application_name)
         jwks = JWKSCache(
             settings.jwks_url,
             refresh_cooldown=settings.jwks_refresh_cooldown_seconds,

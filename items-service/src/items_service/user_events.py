@@ -40,10 +40,9 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
-from items_service.db import Database
 from items_service.items import service as items
 from items_service.tokens import DeletedUsers, RevokedTokens
-from svckit.db import is_connection_error
+from svckit.db import Pool, is_connection_error
 from svckit.events import Event, PoisonMessage, TokenRevokedEvent, parse_event
 from svckit.redis import StreamClient
 from svckit.tasks import next_delay
@@ -51,7 +50,7 @@ from svckit.tasks import next_delay
 logger = logging.getLogger("items_service.user_events")
 
 
-async def apply_token_revoked(db: Database, event: TokenRevokedEvent) -> None:
+async def apply_token_revoked(db: Pool, event: TokenRevokedEvent) -> None:
     """Record the revoked token (idempotent)."""
     await db.fetchval(
         "INSERT INTO revoked_tokens (jti, expires_at, event_id)"
@@ -90,7 +89,7 @@ class UserEventsConsumer:
     def __init__(
         self,
         redis: StreamClient,
-        db: Database,
+        db: Pool,
         deleted_users: DeletedUsers,
         *,
         revoked_tokens: RevokedTokens | None = None,

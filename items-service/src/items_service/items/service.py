@@ -20,11 +20,10 @@ from typing import NoReturn
 
 from asyncpg import Record
 
-from items_service.db import Database
 from items_service.items.errors import ItemChanged, ItemNotFound, NotItemOwner, UserDeleted
 from items_service.items.schemas import ItemCreate, ItemUpdate
 from items_service.models import COUNTER_SHARDS
-from svckit.db import BIGINT_MAX
+from svckit.db import BIGINT_MAX, Pool
 from svckit.events import UserDeletedEvent
 from svckit.scopes import ITEMS_MODERATE, ITEMS_WRITE, InsufficientScope
 from svckit.tokens import AccessClaims
@@ -154,25 +153,23 @@ def _page(rows: list[Record], limit: int) -> Page:
     return Page(items, total, None)
 
 
-async def list_items(db: Database, *, after: int, limit: int, skip: int) -> Page:
+async def list_items(db: Pool, *, after: int, limit: int, skip: int) -> Page:
     # One extra row tells whether a next page exists.
     return _page(await db.fetch(_LIST_ALL, after, limit + 1, skip), limit)
 
 
-async def list_owned_items(
-    db: Database, owner_id: int, *, after: int, limit: int, skip: int
-) -> Page:
+async def list_owned_items(db: Pool, owner_id: int, *, after: int, limit: int, skip: int) -> Page:
     return _page(await db.fetch(_LIST_OWNED, owner_id, after, limit + 1, skip), limit)
 
 
-async def get_item(db: Database, item_id: int) -> Record:
+async def get_item(db: Pool, item_id: int) -> Record:
     row = await db.fetchrow(_GET, item_id)
     if row is None:
         raise ItemNotFound()
     return row
 
 
-async def create_item(db: Database, data: ItemCreate, owner_id: int) -> Record:
+async def create_item(db: Pool, data: ItemCreate, owner_id: int) -> Record:
     row = await db.fetchrow(_CREATE, data.title, data.description, owner_id)
     if row is None:
         raise UserDeleted()
@@ -202,7 +199,7 @@ def _forbidden(claims: AccessClaims, owner_id: int) -> NoReturn:
     raise NotItemOwner()
 
 
-async def _refusal(db: Database, item_id: int, claims: AccessClaims) -> NoReturn:
+async def _refusal(db: Pool, item_id: int, claims: AccessClaims) -> NoReturn:
     """Why a guarded write matched no row: missing, not the caller's, or changed."""
     row = await db.fetchrow(_OWNER_AND_VERSION, item_id)
     if row is None:
@@ -214,7 +211,7 @@ async def _refusal(db: Database, item_id: int, claims: AccessClaims) -> NoReturn
 
 
 async def update_item(
-    db: Database,
+    db: Pool,
     item_id: int,
     data: ItemUpdate,
     claims: AccessClaims,
@@ -248,7 +245,7 @@ async def update_item(
 
 
 async def delete_item(
-    db: Database, item_id: int, claims: AccessClaims, *, if_match: list[int] | None
+    db: Pool, item_id: int, claims: AccessClaims, *, if_match: list[int] | None
 ) -> None:
     own, anyone = _writer(claims)
     deleted = await db.fetchval(_DELETE, item_id, own, anyone, if_match)
@@ -256,7 +253,7 @@ async def delete_item(
         await _refusal(db, item_id, claims)
 
 
-async def delete_user_items(db: Database, event: UserDeletedEvent) -> int:
+async def delete_user_items(db: Pool, event: UserDeletedEvent) -> int:
     """Delete a deleted user's items and record the user; returns how many items went.
 
     Idempotent (events are delivered at least once). An item whose insert raced the first
