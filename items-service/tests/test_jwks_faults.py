@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ISSUER, Tokens, make_settings, serve
 from fastapi import FastAPI
 
 from svckit.jwks import JWKSCache
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
+
+from .conftest import ISSUER, Tokens, make_settings, serve
 
 # Fast enough that a request waiting on the JWKS would show; generous for a loaded 2-core box.
 NORMAL_LATENCY = 0.5

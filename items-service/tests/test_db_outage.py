@@ -23,8 +23,6 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
-from conftest import Tokens, eventually, make_settings, serve
 
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
@@ -33,8 +31,11 @@ from items_service.tokens import DeletedUsers
 from items_service.user_events import UserEventsConsumer
 from svckit import migrations
 from svckit.db import Pool, is_connection_error
+from svckit.redis import close_redis, connect_stream_reader
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import create_database
+
+from .conftest import Tokens, eventually, make_settings, serve
 
 
 @dataclass
@@ -47,9 +48,10 @@ class OwnPostgres:
         return f"postgresql://postgres@/postgres?host={quote(str(socket_dir))}"
 
     def stop(self) -> None:
-        from pgserver import pg_ctl
+        import pgserver
 
-        pg_ctl(
+        # pg_ctl is one of the wrappers pgserver creates at import, one per PostgreSQL binary.
+        pgserver.pg_ctl(  # type: ignore[attr-defined]
             ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
         )
 
@@ -63,7 +65,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
     root = Path(tempfile.mkdtemp(prefix="items-pg-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver import get_server
+        from pgserver.postgres_server import get_server
 
         server = get_server(root / "data", cleanup_mode="stop")
     own = OwnPostgres(server)
@@ -169,7 +171,7 @@ async def test_consumer_waits_out_a_database_outage(
         make_settings(url, "http://127.0.0.1:9/jwks", db_connect_timeout_seconds=1),
         application_name="items-service",
     )
-    redis = aioredis.Redis.from_url(redis_url, protocol=2)
+    redis = connect_stream_reader(redis_url, block_seconds=0.05)
     stream = f"user-events-{uuid.uuid4().hex[:8]}"
     consumer = UserEventsConsumer(
         redis,
@@ -197,7 +199,8 @@ async def test_consumer_waits_out_a_database_outage(
         # Far more attempts than max_attempts, yet an outage is no reason to give up on it.
         assert consumer.dead_lettered == 0
         assert consumer.handled == 0
-        assert (await redis.xpending(stream, "items-service"))["pending"] == 1
+        pending = await redis.xpending(stream, "items-service")  # type: ignore[no-untyped-call]
+        assert pending["pending"] == 1
 
         await asyncio.to_thread(own_postgres.start)
 
@@ -206,12 +209,13 @@ async def test_consumer_waits_out_a_database_outage(
 
         await eventually(caught_up)
         assert await db.fetchval("SELECT count(*) FROM items WHERE owner_id = 21") == 0
-        assert (await redis.xpending(stream, "items-service"))["pending"] == 0
+        pending = await redis.xpending(stream, "items-service")  # type: ignore[no-untyped-call]
+        assert pending["pending"] == 0
         assert consumer.dead_lettered == 0
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await redis.aclose()
+        await close_redis(redis)
         await db.close()
 
 

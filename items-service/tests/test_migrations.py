@@ -12,7 +12,6 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import run_in_thread
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from items_service import cli
@@ -21,6 +20,8 @@ from items_service.models import Base
 from svckit import migrations
 from svckit.db import libpq_url
 from svckit.settings import asyncpg_url
+
+from .conftest import run_in_thread
 
 
 async def _tables(url: str) -> set[str]:
