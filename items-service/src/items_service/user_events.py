@@ -147,7 +147,7 @@ class UserEventsConsumer:
             except (RedisError, OSError) as exc:
                 self.connected = False
                 self._read_own_pending = True
-                delay = self._next_delay(delay)
+                delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
                 logger.warning(
                     "user events: Redis unavailable; retrying",
                     extra={"error": type(exc).__name__, "retry_in_s": round(delay, 2)},
@@ -155,12 +155,9 @@ class UserEventsConsumer:
                 await self._sleep(delay)
             except Exception:
                 self._read_own_pending = True
-                delay = self._next_delay(delay)
+                delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
                 logger.exception("user events: consumer loop failed; retrying")
                 await self._sleep(delay)
-
-    def _next_delay(self, delay: float) -> float:
-        return next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing; reading starts at the start."""
@@ -319,7 +316,7 @@ class UserEventsConsumer:
                         extra={"message_id": message_id.decode(), "error": type(exc).__name__},
                     )
                     await self._renew_claim(message_id)
-                    delay = self._next_delay(delay)
+                    delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
                     await self._sleep(delay)
                     continue
                 failures += 1
@@ -336,7 +333,7 @@ class UserEventsConsumer:
                         message_id, fields, f"failed {failures} times: {type(exc).__name__}"
                     )
                     return False
-                delay = self._next_delay(delay)
+                delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
                 await self._sleep(delay)
                 continue
             if isinstance(event, TokenRevokedEvent):
