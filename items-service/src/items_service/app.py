@@ -23,7 +23,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     """Build the app. Settings come from the environment when not given.
 
     Nothing connects here: the database pool, JWKS cache, Redis client and background tasks
-    are built in the lifespan (:meth:`Runtime.start`). ``configure_logs=False`` leaves logging to the caller (tests).
+    are built in the lifespan (:meth:`Runtime.start`). ``configure_logs=False`` leaves logging
+    to the caller (tests).
     """
     settings = settings or Settings()
     if configure_logs:
