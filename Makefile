@@ -70,7 +70,7 @@ e2e: install ## End-to-end suite through the gateway (starts the stack unless E2
 	$(PYTEST) tests-e2e/tests
 
 # Suites whose tests are typed as strictly as src/ (the others are not yet: see the README).
-TEST_SUITES := tests-e2e shared devstack auth-service
+TEST_SUITES := tests-e2e shared devstack auth-service items-service
 
 lint: install k8s-lint ## ruff check, ruff format --check, mypy (src and tests); the Kubernetes manifests
 	$(UV) run --locked ruff check .

@@ -27,12 +27,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from auth_service import migrator
 from auth_service.app import create_app
 from auth_service.db import Database
 from auth_service.keys import store
+from auth_service.migrations import LOCATION as MIGRATIONS
 from auth_service.runtime import Runtime
 from auth_service.settings import Settings
+from svckit import migrations
 from svckit.db import libpq_url
 from svckit.settings import asyncpg_url
 from svckit.testing.servers import drop_database, with_database
@@ -71,7 +72,7 @@ async def template_name(database_factory: Callable[[str], str]) -> str:
     url = asyncpg_url(database_factory("authtmpl"))
     engine = create_async_engine(url)
     try:
-        await migrator.upgrade(engine)
+        await migrations.upgrade(MIGRATIONS, engine)
         async with engine.begin() as conn:
             session_factory = async_sessionmaker(bind=conn, expire_on_commit=False)
             async with session_factory() as session:

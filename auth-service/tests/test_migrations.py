@@ -9,8 +9,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from auth_service import migrator
+from auth_service.migrations import LOCATION as MIGRATIONS
 from auth_service.models import Base
+from svckit import migrations
 from svckit.settings import asyncpg_url
 
 TABLES = {
@@ -52,16 +53,16 @@ async def test_upgrade_downgrade_upgrade_and_no_model_drift(
     engine = create_async_engine(asyncpg_url(database_factory("authmig")))
     try:
         assert await tables(engine) == set()
-        await migrator.upgrade(engine)
-        assert await migrator.current_revision(engine) == "0004"
+        await migrations.upgrade(MIGRATIONS, engine)
+        assert await migrations.current_revision(engine) == "0004"
         assert await tables(engine) == TABLES | {"alembic_version"}
         assert await model_diff(engine) == []
 
-        await migrator.downgrade(engine, "base")
-        assert await migrator.current_revision(engine) is None
+        await migrations.downgrade(MIGRATIONS, engine, "base")
+        assert await migrations.current_revision(engine) is None
         assert await tables(engine) == {"alembic_version"}
 
-        await migrator.upgrade(engine)
+        await migrations.upgrade(MIGRATIONS, engine)
         assert await model_diff(engine) == []
     finally:
         await engine.dispose()

@@ -23,7 +23,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from items_service.cli import upgrade
+from items_service.migrations import LOCATION as MIGRATIONS
+from svckit import migrations
 from svckit.db import libpq_url
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
 from svckit.testing.servers import create_database, drop_database, free_port
@@ -118,7 +119,7 @@ def main() -> int:
         return 1
 
     url = asyncio.run(create_database(args.admin_url, DB_NAME, drop_existing=True))
-    upgrade(url)
+    asyncio.run(migrations.upgrade(MIGRATIONS, url))
     key = SigningKey.generate()
     jwks = JWKSServer(keys=[key]).start()
     port = free_port()

@@ -22,8 +22,9 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from items_service.app import create_app
-from items_service.cli import upgrade
+from items_service.migrations import LOCATION as MIGRATIONS
 from items_service.settings import Settings
+from svckit import migrations
 from svckit.db import libpq_url
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
 from svckit.testing.servers import with_database
@@ -33,15 +34,15 @@ AUDIENCE = "api"
 
 
 def run_in_thread(fn: Any, *args: Any) -> Any:
-    """Run blocking ``fn`` (Alembic runs its own event loop) off the test's event loop."""
+    """Run blocking ``fn`` (the CLI runs its own event loop) off the test's event loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(fn, *args).result()
 
 
 @pytest.fixture(scope="session")
-def template_database_url(database_factory: Any) -> str:
+async def template_database_url(database_factory: Any) -> str:
     url: str = database_factory("items_template")
-    run_in_thread(upgrade, url)
+    await migrations.upgrade(MIGRATIONS, url)
     return url
 
 

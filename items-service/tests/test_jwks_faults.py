@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ISSUER, Tokens, make_settings, serve
 from fastapi import FastAPI
 
 from svckit.jwks import JWKSCache
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
+
+from .conftest import ISSUER, Tokens, make_settings, serve
 
 # Fast enough that a request waiting on the JWKS would show; generous for a loaded 2-core box.
 NORMAL_LATENCY = 0.5
@@ -83,7 +84,7 @@ async def test_warm_cache_keeps_verifying_known_keys(
     fault: str,
 ) -> None:
     app, client = warm_app
-    jwks: JWKSCache = app.state.jwks
+    jwks: JWKSCache = app.state.runtime.jwks
     _apply(endpoint, FAULTS[fault])
     failures = jwks.fetch_failures
 
@@ -110,7 +111,7 @@ async def test_warm_cache_with_slow_endpoint_answers_known_keys_at_normal_speed(
     # An unknown kid starts a fetch that hangs on the slow endpoint...
     stranger = asyncio.create_task(_timed_get(client, _stranger_headers()))
     await asyncio.sleep(0.1)
-    jwks: JWKSCache = app.state.jwks
+    jwks: JWKSCache = app.state.runtime.jwks
     assert jwks.refreshing
     # ...while tokens of known keys are answered at once, not behind that fetch.
     for user in range(1, 6):
@@ -185,7 +186,7 @@ async def test_key_published_later_is_accepted_after_one_refetch(
     warm_app: tuple[FastAPI, httpx.AsyncClient], endpoint: JWKSServer, signing_key: SigningKey
 ) -> None:
     app, client = warm_app
-    jwks: JWKSCache = app.state.jwks
+    jwks: JWKSCache = app.state.runtime.jwks
     new_key = SigningKey.generate()
     token = new_key.sign(access_claims(issuer=ISSUER, audience="api", sub="3"))
     endpoint.keys = [signing_key, new_key]  # published; the cache has not seen it yet
@@ -206,7 +207,7 @@ async def test_garbage_kids_cost_one_fetch_per_cooldown(
     settings = make_settings(database_url, endpoint.url, jwks_refresh_cooldown_seconds=30)
     async with serve(settings) as (app, client):
         assert (await client.get("/items/my-items", headers=tokens.headers(1))).status_code == 200
-        jwks: JWKSCache = app.state.jwks
+        jwks: JWKSCache = app.state.runtime.jwks
         await jwks.wait_refreshed()
         before = endpoint.requests
         stranger = SigningKey.generate()

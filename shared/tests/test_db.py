@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from svckit_support import client_for, service_app
 
 from svckit.db import (
+    Pool,
     create_engine,
     create_sessionmaker,
     install_database_error_handler,
@@ -233,3 +235,44 @@ async def test_data_error_is_500_envelope_without_sql(engine: AsyncEngine, clean
     assert body["code"] == "internal_error"
     for leak in ("INSERT", "notes", "uq_notes_title", "duplicate key", "asyncpg"):
         assert leak not in response.text
+
+
+# ------------------------------------------------------------------ Pool (raw asyncpg)
+
+
+async def test_pool_is_configured_like_the_engine(engine: AsyncEngine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    pool = await Pool.open(url, pool_size=1, max_overflow=1, application_name="svckit-pool")
+    try:
+        assert await pool.ping()
+        assert await pool.fetchval("SHOW application_name") == "svckit-pool"
+        assert await pool.fetchval("SHOW statement_timeout") == "15s"
+        assert [r["n"] for r in await pool.fetch("SELECT generate_series(1, 2) AS n")] == [1, 2]
+        row = await pool.fetchrow("SELECT 7 AS n")
+        assert row is not None
+        assert row["n"] == 7
+    finally:
+        await pool.close()
+
+
+async def test_pool_starts_without_a_database_and_fails_fast() -> None:
+    pool = await Pool.open(f"postgresql://postgres@127.0.0.1:{free_port()}/none", connect_timeout=1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectionRefusedError) as caught:
+            await pool.ping()
+        assert time.monotonic() - started < 5
+        assert is_connection_error(caught.value)
+    finally:
+        await pool.close()
+
+
+async def test_pool_statement_timeout_counts_as_unavailable(engine: AsyncEngine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    pool = await Pool.open(url, statement_timeout_ms=50)
+    try:
+        with pytest.raises(asyncpg.exceptions.QueryCanceledError) as caught:
+            await pool.fetchval("SELECT pg_sleep(2)")
+        assert is_connection_error(caught.value)
+    finally:
+        await pool.close()

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from auth_service import migrator, outbox
+from auth_service import outbox
 from auth_service.clients import service as clients
 from auth_service.clients.errors import ClientNotFound
 from auth_service.clients.schemas import GRANT_TYPES, ClientCreate
@@ -43,6 +43,7 @@ from auth_service.keys import schedule, store
 from auth_service.keys.material import KeyMaterialError
 from auth_service.mfa import service as mfa
 from auth_service.mfa.sealing import SecretBox
+from auth_service.migrations import LOCATION as MIGRATIONS
 from auth_service.models import OAuthClient
 from auth_service.password_policy import PasswordPolicy
 from auth_service.passwords import PasswordHasher
@@ -50,6 +51,7 @@ from auth_service.runtime import create_redis
 from auth_service.settings import Settings
 from auth_service.users import service as users
 from auth_service.users.schemas import UserCreate
+from svckit import migrations
 from svckit.db import is_connection_error
 from svckit.redis import close_redis
 from svckit.scopes import SCOPES
@@ -76,8 +78,8 @@ def _settings() -> Settings:
 async def migrate(settings: Settings, revision: str) -> str | None:
     database = Database.from_settings(settings)
     try:
-        await migrator.upgrade(database.engine, revision)
-        return await migrator.current_revision(database.engine)
+        await migrations.upgrade(MIGRATIONS, database.engine, revision)
+        return await migrations.current_revision(database.engine)
     finally:
         await database.dispose()
 

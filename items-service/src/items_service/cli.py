@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
-from alembic import command
-from alembic.config import Config
-
+from items_service.migrations import LOCATION as MIGRATIONS
 from items_service.settings import Settings
+from svckit import migrations
 from svckit.logs import configure_logging
-
-
-def alembic_config(database_url: str) -> Config:
-    """An Alembic config for the migrations shipped inside the package (works from a wheel)."""
-    config = Config()
-    config.set_main_option("script_location", "items_service:migrations")
-    # ConfigParser interpolation: a literal "%" (e.g. in a password) must be doubled.
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    return config
-
-
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
-
-
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,9 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     configure_logging("items-service", settings.log_level, json_format=settings.log_json)
     if args.command == "migrate":
-        upgrade(settings.database_url, args.revision)
+        asyncio.run(migrations.upgrade(MIGRATIONS, settings.database_url, args.revision))
     else:
-        downgrade(settings.database_url, args.revision)
+        asyncio.run(migrations.downgrade(MIGRATIONS, settings.database_url, args.revision))
     return 0
 
 

@@ -1,11 +1,12 @@
-"""What routes declare: the bearer-claims dependency and the parameter aliases.
+"""What routes declare: the app's runtime, the scoped claims (svckit's bearer dependency) and
+the parameter aliases.
 
-Hot routes take their query and path parameters directly (these ``Annotated`` aliases) and
-the pool from the app state, not through ``Depends`` wrappers: each nested dependency costs
-FastAPI ~30 µs of solving per request, a fifth of a fast read. The claims stay a dependency,
-which is what puts the security scheme into OpenAPI. Every dependency is ``async def``:
-FastAPI runs a plain ``def`` dependency in a worker thread, which costs more than the rest of
-a fast request.
+Hot routes take their query and path parameters directly (these ``Annotated`` aliases), not
+through ``Depends`` wrappers: each nested dependency costs FastAPI some solving per request.
+The runtime is one dependency (everything the lifespan built, ``runtime.Runtime``), and the
+claims stay a dependency, which is what puts the security scheme into OpenAPI. Every
+dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, which
+costs more than the rest of a fast request.
 """
 
 from __future__ import annotations
@@ -13,64 +14,45 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Security
-from fastapi.security import SecurityScopes
 
-from items_service.db import Database
 from items_service.items.errors import ItemNotFound
-from svckit.bearer import NotAuthenticated, oauth2_scheme, verify_bearer
+from items_service.runtime import Runtime
+from svckit.bearer import Claims, required_claims
 from svckit.db import BIGINT_MAX
-from svckit.scopes import ITEMS_MODERATE, ITEMS_READ, ITEMS_WRITE, InsufficientScope, require_scopes
-from svckit.tokens import AccessClaims, TokenVerifier
+from svckit.scopes import ITEMS_MODERATE, ITEMS_READ, ITEMS_WRITE, InsufficientScope
+from svckit.tokens import AccessClaims
 
 __all__ = [
     "After",
-    "Claims",
     "ItemIdPath",
     "Limit",
     "ReadClaims",
+    "RuntimeDep",
     "Skip",
     "WriteClaims",
     "WriterClaims",
-    "database",
     "valid_item_id",
 ]
 
 MAX_PAGE_SIZE = 100
 
 
-def database(request: Request) -> Database:
-    """The app's pool (built in the lifespan)."""
-    db: Database = request.app.state.db
-    return db
+async def runtime(request: Request) -> Runtime:
+    """What the lifespan built (``app.state.runtime``)."""
+    built: Runtime = request.app.state.runtime
+    return built
 
 
-async def required_claims(
-    request: Request,
-    security_scopes: SecurityScopes,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-) -> AccessClaims:
-    """Verified bearer claims holding the route's scopes; 401 without a token or with a bad
-    one, 403 ``insufficient_scope`` without the scopes, 503 without keys.
-
-    svckit's ``Claims`` with the same scheme and errors, minus its thread hop (its
-    ``token_verifier`` dependency is a plain ``def``).
-    """
-    if not token:
-        raise NotAuthenticated()
-    verifier: TokenVerifier = request.app.state.token_verifier
-    claims = await verify_bearer(verifier, token)
-    require_scopes(claims.scopes, security_scopes.scopes)
-    return claims
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
-async def writer_claims(claims: Annotated[AccessClaims, Depends(required_claims)]) -> AccessClaims:
+async def writer_claims(claims: Claims) -> AccessClaims:
     """Claims that may change some item: ``items:write`` (own items) or ``items:moderate``."""
     if ITEMS_WRITE not in claims.scopes and ITEMS_MODERATE not in claims.scopes:
         raise InsufficientScope([ITEMS_WRITE])
     return claims
 
 
-Claims = Annotated[AccessClaims, Depends(required_claims)]
 # GET /items/my-items
 ReadClaims = Annotated[AccessClaims, Security(required_claims, scopes=[ITEMS_READ])]
 # POST /items/

@@ -14,38 +14,37 @@ from fastapi import FastAPI
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from items_service.runtime import Runtime
+
 
 class ItemsCollector(Collector):
     def __init__(self, app: FastAPI) -> None:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
-        state = self.app.state
+        runtime: Runtime | None = getattr(self.app.state, "runtime", None)
+        if runtime is None:  # scraped before the lifespan started
+            return
         pid = [str(os.getpid())]
-        jwks = getattr(state, "jwks", None)
-        if jwks is not None:
-            yield _counter(
-                "items_jwks_fetches", "JWKS fetches from auth-service", pid, jwks.fetch_count
-            )
-            yield _counter(
-                "items_jwks_fetch_failures", "JWKS fetches that failed", pid, jwks.fetch_failures
-            )
-            yield _gauge("items_jwks_keys", "Verification keys held", pid, len(jwks.kids))
-        verifier = getattr(state, "token_verifier", None)
-        if verifier is not None:
-            yield _counter(
-                "items_token_cache_hits", "Tokens accepted from the verified-token cache", pid,
-                verifier.hits,
-            )  # fmt: skip
-            yield _counter(
-                "items_token_cache_misses", "Tokens verified with RSA", pid, verifier.misses
-            )
-        deleted = getattr(state, "deleted_users", None)
-        if deleted is not None:
-            yield _gauge(
-                "items_deleted_users", "Deleted users known to this worker", pid, len(deleted)
-            )
-        consumer = getattr(state, "consumer", None)
+        jwks = runtime.jwks
+        yield _counter(
+            "items_jwks_fetches", "JWKS fetches from auth-service", pid, jwks.fetch_count
+        )
+        yield _counter(
+            "items_jwks_fetch_failures", "JWKS fetches that failed", pid, jwks.fetch_failures
+        )
+        yield _gauge("items_jwks_keys", "Verification keys held", pid, len(jwks.kids))
+        verifier = runtime.verifier
+        yield _counter(
+            "items_token_cache_hits", "Tokens accepted from the verified-token cache", pid,
+            verifier.hits,
+        )  # fmt: skip
+        yield _counter("items_token_cache_misses", "Tokens verified with RSA", pid, verifier.misses)
+        yield _gauge(
+            "items_deleted_users", "Deleted users known to this worker", pid,
+            len(runtime.deleted_users),
+        )  # fmt: skip
+        consumer = runtime.consumer
         if consumer is not None:
             yield _counter(
                 "items_user_events_handled", "user.deleted events applied", pid, consumer.handled

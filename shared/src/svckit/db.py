@@ -1,8 +1,10 @@
-"""Async SQLAlchemy plumbing shared by the services.
+"""The database plumbing shared by the services.
 
 * :func:`create_engine` builds an asyncpg engine with connect and statement timeouts, so a
   database outage gives quick errors instead of hangs, and ``pool_pre_ping`` so the pool
   recovers by itself when the database comes back.
+* :class:`Pool` is the same configuration as a raw asyncpg pool, for a hot path that runs
+  single prepared statements without an ORM session (items-service).
 * :func:`session_scope` is the one unit of work per request: it commits on success and rolls
   back on error. Service functions only ``flush()``.
 * :func:`install_database_error_handler` turns connection-level failures into a 503 in the
@@ -11,8 +13,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from svckit.errors import error_response
+from svckit.settings import ServiceSettings
 
 logger = logging.getLogger("svckit.db")
 
@@ -63,9 +67,7 @@ def create_engine(
     application_name: str = "service",
     **kwargs: Any,
 ) -> AsyncEngine:
-    server_settings = {"application_name": application_name}
-    if statement_timeout_ms:
-        server_settings["statement_timeout"] = str(statement_timeout_ms)
+    server_settings = _server_settings(application_name, statement_timeout_ms)
     return _create_async_engine(
         url,
         pool_size=pool_size,
@@ -92,6 +94,129 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         except BaseException:
             await session.rollback()
             raise
+
+
+def _server_settings(application_name: str, statement_timeout_ms: int) -> dict[str, str]:
+    settings = {"application_name": application_name}
+    if statement_timeout_ms:
+        settings["statement_timeout"] = str(statement_timeout_ms)
+    return settings
+
+
+async def _reset(connection: asyncpg.Connection) -> None:
+    # asyncpg already rolls back an open transaction before calling this. Its default reset
+    # ("RESET ALL; UNLISTEN *; ...") would cost a round trip per checkout for state that a
+    # hot path running single statements never changes.
+    return None
+
+
+class Pool:
+    """A pool of asyncpg connections with bounded waits, for a hot path without an ORM.
+
+    Built like :func:`create_engine` (URL, pool sizes, timeouts, ``application_name``) and with
+    the same ``ping()``/``close()``, for a service whose requests are single SQL statements
+    (an implicit transaction each) and for which an ORM session per request costs too much
+    CPU. A connection is held only for the duration of a query.
+
+    Outages: the pool starts empty (the service starts without a database), connection
+    attempts and pool waits are bounded by ``connect_timeout`` and every query by the
+    statement timeout, so an unreachable database gives quick errors that
+    :func:`install_database_error_handler` turns into 503s; a broken connection is discarded
+    and the next checkout reconnects, so the service recovers by itself.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float) -> None:
+        self.pool = pool
+        self.acquire_timeout = acquire_timeout
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 5,
+        connect_timeout: float = 3.0,
+        statement_timeout_ms: int = 15_000,
+        application_name: str = "service",
+    ) -> Pool:
+        # Client-side backstop for a server that stops answering mid-query.
+        command_timeout = statement_timeout_ms / 1000 + 2 if statement_timeout_ms else None
+        pool = await asyncpg.create_pool(
+            libpq_url(url),
+            min_size=0,
+            max_size=pool_size + max_overflow,
+            max_inactive_connection_lifetime=300,
+            reset=_reset,
+            timeout=connect_timeout,
+            command_timeout=command_timeout,
+            server_settings=_server_settings(application_name, statement_timeout_ms),
+        )
+        return cls(pool, acquire_timeout=connect_timeout)
+
+    @classmethod
+    async def from_settings(cls, settings: ServiceSettings, *, application_name: str) -> Pool:
+        """The pool the ``db_*`` settings describe (as auth-service's ``Database``)."""
+        return await cls.open(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            application_name=application_name,
+        )
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection; one whose protocol lost step with the server is never reused.
+
+        When the server ends a session (shutdown, ``pg_terminate_backend``) between two of our
+        operations, asyncpg can see its unsolicited error half-way and raise
+        ``InternalClientError: cannot switch to state ...; another operation is in progress``
+        on the next query. That connection is done for: terminate it so the pool replaces it,
+        and let the error surface as the connection failure it is (a 503).
+        """
+        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+            try:
+                yield conn
+            except asyncpg.exceptions.InternalClientError:
+                conn.terminate()
+                raise
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            row: asyncpg.Record | None = await conn.fetchrow(query, *args)
+            return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(query, *args)
+
+    async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
+        async with self.connection() as conn:
+            await conn.executemany(query, args)
+
+    async def ping(self) -> bool:
+        return bool(await self.fetchval("SELECT 1"))
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool; connections still busy after ``timeout`` are terminated.
+
+        asyncpg's graceful close waits for every acquired connection to come back, which a
+        connection stuck on a database that went away mid-query may never do: shutdown must
+        not hang on it.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self.pool.close()
+        except TimeoutError:
+            logger.warning("database pool did not close in time; terminating its connections")
+            self.pool.terminate()
 
 
 # Errors that mean "the database cannot be reached or the connection broke", not bad data.

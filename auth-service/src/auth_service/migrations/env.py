@@ -1,6 +1,6 @@
 """Alembic environment for auth-service.
 
-Run through :mod:`auth_service.migrator` (the ``auth-service migrate`` command or tests), which
+Run through :mod:`svckit.migrations` (the ``auth-service migrate`` command or tests), which
 passes either an open connection (``config.attributes["connection"]``) or a database URL
 (``config.attributes["database_url"]``). A transaction-level advisory lock makes concurrent
 migrations from several replicas wait for each other instead of racing.

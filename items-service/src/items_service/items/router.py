@@ -15,10 +15,10 @@ from items_service.deps import (
     ItemIdPath,
     Limit,
     ReadClaims,
+    RuntimeDep,
     Skip,
     WriteClaims,
     WriterClaims,
-    database,
     valid_item_id,
 )
 from items_service.items import service
@@ -30,6 +30,7 @@ from items_service.items.schemas import (
     render_item,
     render_items,
 )
+from items_service.runtime import Runtime
 from svckit.schemas import ErrorEnvelope, Message
 from svckit.tokens import AccessClaims
 
@@ -92,11 +93,11 @@ def _item_response(row: Any) -> Response:
     responses={200: {"headers": _PAGE_HEADERS}, 422: _ERROR, 503: _ERROR},
 )
 async def list_items(
-    request: Request, skip: Skip = 0, limit: Limit = 100, after: After = None
+    request: Request, runtime: RuntimeDep, skip: Skip = 0, limit: Limit = 100, after: After = None
 ) -> Response:
     """All items by ascending id. Page with `skip`/`limit`, or with the keyset cursor `after`
     (constant time at any depth) by following the `Link: rel="next"` header."""
-    result = await service.list_items(database(request), after=after or 0, limit=limit, skip=skip)
+    result = await service.list_items(runtime.db, after=after or 0, limit=limit, skip=skip)
     return _page_response(request, result, limit)
 
 
@@ -107,11 +108,16 @@ async def list_items(
     responses={200: {"headers": _PAGE_HEADERS}, 422: _ERROR, **_AUTH_ERRORS},
 )
 async def list_my_items(
-    request: Request, claims: ReadClaims, skip: Skip = 0, limit: Limit = 100, after: After = None
+    request: Request,
+    runtime: RuntimeDep,
+    claims: ReadClaims,
+    skip: Skip = 0,
+    limit: Limit = 100,
+    after: After = None,
 ) -> Response:
     """The caller's items by ascending id, paged like `GET /items/`. Scope `items:read`."""
     result = await service.list_owned_items(
-        database(request), claims.user_id, after=after or 0, limit=limit, skip=skip
+        runtime.db, claims.user_id, after=after or 0, limit=limit, skip=skip
     )
     return _page_response(request, result, limit)
 
@@ -122,9 +128,9 @@ async def list_my_items(
     summary="Create an item",
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, 422: _ERROR, **_AUTH_ERRORS},
 )
-async def create_item(request: Request, claims: WriteClaims, data: ItemCreate) -> Response:
+async def create_item(runtime: RuntimeDep, claims: WriteClaims, data: ItemCreate) -> Response:
     """Create an item owned by the caller. Scope `items:write`; a user's token."""
-    return _item_response(await service.create_item(database(request), data, claims.user_id))
+    return _item_response(await service.create_item(runtime.db, data, claims.user_id))
 
 
 @router.get(
@@ -140,12 +146,12 @@ async def create_item(request: Request, claims: WriteClaims, data: ItemCreate) -
     },
 )
 async def read_item(
-    request: Request,
+    runtime: RuntimeDep,
     item_id: ItemIdPath,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """One item, with its `ETag` (304 when `If-None-Match` matches it)."""
-    row = await service.get_item(database(request), valid_item_id(item_id))
+    row = await service.get_item(runtime.db, valid_item_id(item_id))
     tag = etag(row["id"], row["version"])
     if if_none_match_hits(if_none_match, tag):
         return Response(status_code=304, headers={"ETag": tag})
@@ -166,11 +172,11 @@ _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _update(
-    request: Request, claims: AccessClaims, item_id: int, data: ItemUpdate, if_match: str | None
+    runtime: Runtime, claims: AccessClaims, item_id: int, data: ItemUpdate, if_match: str | None
 ) -> Response:
     item_id = valid_item_id(item_id)
     row = await service.update_item(
-        database(request), item_id, data, claims, if_match=if_match_versions(if_match, item_id)
+        runtime.db, item_id, data, claims, if_match=if_match_versions(if_match, item_id)
     )
     return _item_response(row)
 
@@ -182,7 +188,7 @@ async def _update(
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, **_WRITE_RESPONSES},
 )
 async def replace_item(
-    request: Request,
+    runtime: RuntimeDep,
     claims: WriterClaims,
     item_id: ItemIdPath,
     data: Annotated[ItemUpdate, Body()],
@@ -191,7 +197,7 @@ async def replace_item(
     """Owner (`items:write`) or moderator (`items:moderate`). Like PATCH: fields left out
     keep their value. Send `If-Match` with the ETag you read to be sure nobody changed the
     item in between."""
-    return await _update(request, claims, item_id, data, if_match)
+    return await _update(runtime, claims, item_id, data, if_match)
 
 
 @router.patch(
@@ -201,7 +207,7 @@ async def replace_item(
     responses={200: {"headers": _ETAG_HEADER}, **_BAD_BODY, **_WRITE_RESPONSES},
 )
 async def update_item(
-    request: Request,
+    runtime: RuntimeDep,
     claims: WriterClaims,
     item_id: ItemIdPath,
     data: Annotated[ItemUpdate, Body()],
@@ -209,7 +215,7 @@ async def update_item(
 ) -> Response:
     """Owner (`items:write`) or moderator (`items:moderate`). Fields left out keep their
     value; `If-Match` guards against lost updates."""
-    return await _update(request, claims, item_id, data, if_match)
+    return await _update(runtime, claims, item_id, data, if_match)
 
 
 @router.delete(
@@ -219,11 +225,11 @@ async def update_item(
     responses=_WRITE_RESPONSES,
 )
 async def delete_item(
-    request: Request, claims: WriterClaims, item_id: ItemIdPath, if_match: IfMatch = None
+    runtime: RuntimeDep, claims: WriterClaims, item_id: ItemIdPath, if_match: IfMatch = None
 ) -> Message:
     """Owner (`items:write`) or moderator (`items:moderate`)."""
     item_id = valid_item_id(item_id)
     await service.delete_item(
-        database(request), item_id, claims, if_match=if_match_versions(if_match, item_id)
+        runtime.db, item_id, claims, if_match=if_match_versions(if_match, item_id)
     )
     return Message(message="Item deleted")

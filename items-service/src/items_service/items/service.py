@@ -8,6 +8,9 @@ Authorisation and preconditions are part of the write's ``WHERE`` clause, so a c
 change it guards cannot be separated by a concurrent writer (no lost update: of two updates
 sent with the same ``If-Match``, exactly one matches). Only when a write matches no row is the
 item read again, to tell 404 from 403 from 412.
+
+A deleted user's items are deleted here too (:func:`delete_user_items`, called by the
+user-events consumer), so every write of ``items`` is in this module.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from typing import NoReturn
 
 from asyncpg import Record
 
-from items_service.db import Database
 from items_service.items.errors import ItemChanged, ItemNotFound, NotItemOwner, UserDeleted
 from items_service.items.schemas import ItemCreate, ItemUpdate
 from items_service.models import COUNTER_SHARDS
-from svckit.db import BIGINT_MAX
+from svckit.db import BIGINT_MAX, Pool
+from svckit.events import UserDeletedEvent
 from svckit.scopes import ITEMS_MODERATE, ITEMS_WRITE, InsufficientScope
 from svckit.tokens import AccessClaims
 
@@ -60,7 +63,7 @@ ORDER BY i.id
 
 _GET = f"SELECT {_ITEM} FROM items WHERE id = $1::bigint"  # noqa: S608
 
-# The insert is refused for a user whose deletion was already applied (see events.py).
+# The insert is refused for a user whose deletion was already applied (delete_user_items).
 _CREATE = f"""
 WITH new AS (
     INSERT INTO items (title, description, owner_id)
@@ -110,6 +113,27 @@ WITH gone AS (
 SELECT id FROM gone
 """  # noqa: S608
 
+# A deleted user's items go, off the counters, and the user is recorded (so _CREATE refuses
+# them from then on), atomically.
+_DELETE_OWNER = f"""
+WITH gone AS (
+    DELETE FROM items WHERE owner_id = $1::bigint RETURNING id
+), per_shard AS (
+    SELECT {_SHARD} AS shard, count(*) AS n FROM gone GROUP BY 1
+), total AS (
+    UPDATE item_count_shards AS c SET count = c.count - p.n
+    FROM per_shard AS p WHERE c.shard = p.shard
+), owned AS (
+    UPDATE owner_item_counts AS c SET count = c.count - p.n
+    FROM per_shard AS p WHERE c.owner_id = $1::bigint AND c.shard = p.shard
+), marked AS (
+    INSERT INTO deleted_users (user_id, event_id, occurred_at)
+    VALUES ($1::bigint, $2::uuid, $3::timestamptz)
+    ON CONFLICT (user_id) DO NOTHING
+)
+SELECT count(*) FROM gone
+"""  # noqa: S608
+
 _OWNER_AND_VERSION = "SELECT owner_id, version FROM items WHERE id = $1::bigint"
 
 
@@ -129,25 +153,23 @@ def _page(rows: list[Record], limit: int) -> Page:
     return Page(items, total, None)
 
 
-async def list_items(db: Database, *, after: int, limit: int, skip: int) -> Page:
+async def list_items(db: Pool, *, after: int, limit: int, skip: int) -> Page:
     # One extra row tells whether a next page exists.
     return _page(await db.fetch(_LIST_ALL, after, limit + 1, skip), limit)
 
 
-async def list_owned_items(
-    db: Database, owner_id: int, *, after: int, limit: int, skip: int
-) -> Page:
+async def list_owned_items(db: Pool, owner_id: int, *, after: int, limit: int, skip: int) -> Page:
     return _page(await db.fetch(_LIST_OWNED, owner_id, after, limit + 1, skip), limit)
 
 
-async def get_item(db: Database, item_id: int) -> Record:
+async def get_item(db: Pool, item_id: int) -> Record:
     row = await db.fetchrow(_GET, item_id)
     if row is None:
         raise ItemNotFound()
     return row
 
 
-async def create_item(db: Database, data: ItemCreate, owner_id: int) -> Record:
+async def create_item(db: Pool, data: ItemCreate, owner_id: int) -> Record:
     row = await db.fetchrow(_CREATE, data.title, data.description, owner_id)
     if row is None:
         raise UserDeleted()
@@ -177,7 +199,7 @@ def _forbidden(claims: AccessClaims, owner_id: int) -> NoReturn:
     raise NotItemOwner()
 
 
-async def _refusal(db: Database, item_id: int, claims: AccessClaims) -> NoReturn:
+async def _refusal(db: Pool, item_id: int, claims: AccessClaims) -> NoReturn:
     """Why a guarded write matched no row: missing, not the caller's, or changed."""
     row = await db.fetchrow(_OWNER_AND_VERSION, item_id)
     if row is None:
@@ -189,7 +211,7 @@ async def _refusal(db: Database, item_id: int, claims: AccessClaims) -> NoReturn
 
 
 async def update_item(
-    db: Database,
+    db: Pool,
     item_id: int,
     data: ItemUpdate,
     claims: AccessClaims,
@@ -223,9 +245,24 @@ async def update_item(
 
 
 async def delete_item(
-    db: Database, item_id: int, claims: AccessClaims, *, if_match: list[int] | None
+    db: Pool, item_id: int, claims: AccessClaims, *, if_match: list[int] | None
 ) -> None:
     own, anyone = _writer(claims)
     deleted = await db.fetchval(_DELETE, item_id, own, anyone, if_match)
     if deleted is None:
         await _refusal(db, item_id, claims)
+
+
+async def delete_user_items(db: Pool, event: UserDeletedEvent) -> int:
+    """Delete a deleted user's items and record the user; returns how many items went.
+
+    Idempotent (events are delivered at least once). An item whose insert raced the first
+    pass (its request began before the user was recorded) is caught by the second, which sees
+    every insert that committed meanwhile.
+    """
+    deleted = 0
+    for _ in range(2):
+        deleted += await db.fetchval(
+            _DELETE_OWNER, event.user_id, event.event_id, event.occurred_at
+        )
+    return deleted

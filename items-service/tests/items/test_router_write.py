@@ -7,9 +7,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from conftest import Tokens, create_item
 
 from items_service.items.schemas import ItemRead
+
+from ..conftest import Tokens, create_item
 
 
 async def test_create_sets_owner_and_timestamps(
@@ -28,6 +29,7 @@ async def test_create_sets_owner_and_timestamps(
     assert body["created_at"].endswith("Z")
     assert response.headers["etag"] == f'"{body["id"]}-1"'
     row = await sql.fetchrow("SELECT title, owner_id FROM items WHERE id = $1", body["id"])
+    assert row is not None
     assert dict(row) == {"title": "Buy milk", "owner_id": 7}
 
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Tokens, create_item
+
+from ..conftest import Tokens, create_item
 
 CLIENT = "svc_0123456789abcdef"
 

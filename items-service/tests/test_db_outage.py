@@ -23,18 +23,19 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
-from conftest import Tokens, eventually, make_settings, run_in_thread, serve
 
-from items_service.auth import DeletedUsers
-from items_service.cli import upgrade
-from items_service.db import Database
-from items_service.events import UserEventsConsumer
 from items_service.items import service
 from items_service.items.schemas import ItemCreate
-from svckit.db import is_connection_error
+from items_service.migrations import LOCATION as MIGRATIONS
+from items_service.tokens import DeletedUsers
+from items_service.user_events import UserEventsConsumer
+from svckit import migrations
+from svckit.db import Pool, is_connection_error
+from svckit.redis import close_redis, connect_stream_reader
 from svckit.testing.keys import JWKSServer
 from svckit.testing.servers import create_database
+
+from .conftest import Tokens, eventually, make_settings, serve
 
 
 @dataclass
@@ -47,9 +48,10 @@ class OwnPostgres:
         return f"postgresql://postgres@/postgres?host={quote(str(socket_dir))}"
 
     def stop(self) -> None:
-        from pgserver import pg_ctl
+        import pgserver
 
-        pg_ctl(
+        # pg_ctl is one of the wrappers pgserver creates at import, one per PostgreSQL binary.
+        pgserver.pg_ctl(  # type: ignore[attr-defined]
             ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
         )
 
@@ -63,7 +65,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
     root = Path(tempfile.mkdtemp(prefix="items-pg-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pgserver import get_server
+        from pgserver.postgres_server import get_server
 
         server = get_server(root / "data", cleanup_mode="stop")
     own = OwnPostgres(server)
@@ -86,7 +88,7 @@ async def outage_client(
 async def _fresh_database(own_postgres: OwnPostgres) -> str:
     await asyncio.to_thread(own_postgres.start)  # running, even if a previous test failed
     url = await create_database(own_postgres.admin_url, f"items_{uuid.uuid4().hex[:8]}")
-    run_in_thread(upgrade, url)
+    await migrations.upgrade(MIGRATIONS, url)
     return url
 
 
@@ -163,12 +165,13 @@ async def test_unreachable_database_at_start_then_available(
 async def test_consumer_waits_out_a_database_outage(
     own_postgres: OwnPostgres, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="items_service.events")
+    caplog.set_level(logging.WARNING, logger="items_service.user_events")
     url = await _fresh_database(own_postgres)
-    db = await Database.open(
-        make_settings(url, "http://127.0.0.1:9/jwks", db_connect_timeout_seconds=1)
+    db = await Pool.from_settings(
+        make_settings(url, "http://127.0.0.1:9/jwks", db_connect_timeout_seconds=1),
+        application_name="items-service",
     )
-    redis = aioredis.Redis.from_url(redis_url, protocol=2)
+    redis = connect_stream_reader(redis_url, block_seconds=0.05)
     stream = f"user-events-{uuid.uuid4().hex[:8]}"
     consumer = UserEventsConsumer(
         redis,
@@ -196,7 +199,8 @@ async def test_consumer_waits_out_a_database_outage(
         # Far more attempts than max_attempts, yet an outage is no reason to give up on it.
         assert consumer.dead_lettered == 0
         assert consumer.handled == 0
-        assert (await redis.xpending(stream, "items-service"))["pending"] == 1
+        pending = await redis.xpending(stream, "items-service")  # type: ignore[no-untyped-call]
+        assert pending["pending"] == 1
 
         await asyncio.to_thread(own_postgres.start)
 
@@ -205,12 +209,13 @@ async def test_consumer_waits_out_a_database_outage(
 
         await eventually(caught_up)
         assert await db.fetchval("SELECT count(*) FROM items WHERE owner_id = 21") == 0
-        assert (await redis.xpending(stream, "items-service"))["pending"] == 0
+        pending = await redis.xpending(stream, "items-service")  # type: ignore[no-untyped-call]
+        assert pending["pending"] == 0
         assert consumer.dead_lettered == 0
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await redis.aclose()
+        await close_redis(redis)
         await db.close()
 
 
@@ -231,7 +236,7 @@ async def test_sessions_ended_by_the_server_are_connection_errors_and_never_reus
 ) -> None:
     # One connection in the pool: a broken one handed out again would keep failing.
     settings = make_settings(database_url, jwks_server.url, db_pool_size=1, db_max_overflow=0)
-    db = await Database.open(settings)
+    db = await Pool.from_settings(settings, application_name="items-service")
     failures: list[Exception] = []
 
     async def query(value: int) -> bool:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from conftest import ISSUER, Tokens, create_item, make_settings, serve
 from fastapi import FastAPI
 
-from items_service.auth import CachingTokenVerifier, DeletedUsers
+from items_service.tokens import CachingTokenVerifier, DeletedUsers
 from svckit.jwks import JWKSCache
 from svckit.testing.keys import JWKSServer, SigningKey, access_claims
 from svckit.tokens import InvalidToken
+
+from .conftest import ISSUER, Tokens, create_item, make_settings, serve
 
 
 @pytest.mark.parametrize(
@@ -28,7 +30,7 @@ from svckit.tokens import InvalidToken
     ],
 )
 async def test_unacceptable_tokens_are_401(
-    client: httpx.AsyncClient, tokens: Tokens, claims: dict[str, object]
+    client: httpx.AsyncClient, tokens: Tokens, claims: dict[str, Any]
 ) -> None:
     response = await client.get("/items/my-items", headers=tokens.headers(1, **claims))
     assert response.status_code == 401
@@ -132,7 +134,7 @@ async def test_deletions_by_other_replicas_are_picked_up(
         await sql.execute(
             "INSERT INTO deleted_users (user_id, event_id) VALUES (8, gen_random_uuid())"
         )
-        deleted: DeletedUsers = app.state.deleted_users
+        deleted: DeletedUsers = app.state.runtime.deleted_users
         for _ in range(100):
             if 8 in deleted:
                 break

@@ -18,11 +18,10 @@ from datetime import datetime, timedelta
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from items_service.db import Database
-from svckit.db import BIGINT_MAX, is_connection_error
+from svckit.db import Pool, is_connection_error
 from svckit.tokens import AccessClaims, InvalidToken, KeySource, TokenVerifier
 
-logger = logging.getLogger("items_service.auth")
+logger = logging.getLogger("items_service.tokens")
 
 
 class DeletedUsers:
@@ -51,7 +50,7 @@ class DeletedUsers:
     def add(self, user_id: int) -> None:
         self._ids.add(user_id)
 
-    async def refresh(self, db: Database) -> None:
+    async def refresh(self, db: Pool) -> None:
         """Read the deletions recorded since the last refresh (all of them the first time)."""
         since = None if self._seen_until is None else self._seen_until - self.OVERLAP
         rows = await db.fetch(
@@ -65,7 +64,7 @@ class DeletedUsers:
                 self._seen_until = row["recorded_at"]
         self.loaded = True
 
-    async def keep_fresh(self, db: Database, interval: float) -> None:
+    async def keep_fresh(self, db: Pool, interval: float) -> None:
         """Refresh forever, every ``interval`` seconds; failures are logged and retried."""
         while True:
             try:
@@ -110,7 +109,7 @@ class RevokedTokens:
         for jti in [j for j, exp in self._expiry.items() if exp < horizon]:
             del self._expiry[jti]
 
-    async def refresh(self, db: Database) -> None:
+    async def refresh(self, db: Pool) -> None:
         """Read the revocations recorded since the last refresh (all live ones the first time)."""
         since = None if self._seen_until is None else self._seen_until - self.OVERLAP
         rows = await db.fetch(
@@ -127,12 +126,12 @@ class RevokedTokens:
         self._forget_expired()
         self.loaded = True
 
-    async def prune(self, db: Database) -> None:
+    async def prune(self, db: Pool) -> None:
         await db.fetchval(
             "DELETE FROM revoked_tokens WHERE expires_at < now() - $1::interval", self.PRUNE_AFTER
         )
 
-    async def keep_fresh(self, db: Database, interval: float, *, prune_every: int = 300) -> None:
+    async def keep_fresh(self, db: Pool, interval: float, *, prune_every: int = 300) -> None:
         """Refresh forever, every ``interval`` seconds (and prune the table now and then)."""
         rounds = 0
         while True:
@@ -194,10 +193,8 @@ class CachingTokenVerifier(TokenVerifier):
         claims = await self._cached(token)
         if claims is None:
             self.misses += 1
+            # svckit.tokens already refuses a ``sub`` beyond a bigint.
             claims = await super().verify(token)
-            # svckit allows 19 digits; user ids are bigints
-            if not claims.is_machine and claims.user_id > BIGINT_MAX:
-                raise InvalidToken("sub is out of range")
             await self._remember(token, claims)
         else:
             self.hits += 1

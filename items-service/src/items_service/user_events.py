@@ -1,4 +1,4 @@
-"""The consumer of auth-service's user events (ARCHITECTURE.md, "Cross-service data").
+"""The consumer group reading auth-service's user events (ARCHITECTURE.md, "Cross-service data").
 
 auth-service relays ``user.deleted`` entries (fields ``type``, ``user_id``, ``event_id``,
 ``occurred_at``) from its outbox to the Redis stream ``user-events``. Every items-service
@@ -21,8 +21,9 @@ entry is acknowledged (XACK) only after its delete committed.
   takes it over); while Redis is unreachable the loop backs off and then catches up. Either
   way the service keeps serving.
 * Race: an item created by a request in flight at the very moment the deletion commits
-  could escape the delete; the delete runs twice (the second pass sees every insert that
-  committed meanwhile) and later requests with the user's tokens are refused.
+  could escape the delete; ``items.service.delete_user_items`` deletes twice (the second pass
+  sees every insert that committed meanwhile) and later requests with the user's tokens are
+  refused.
 """
 
 from __future__ import annotations
@@ -31,58 +32,25 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from items_service.auth import DeletedUsers, RevokedTokens
-from items_service.db import Database
-from items_service.models import COUNTER_SHARDS
-from svckit.db import is_connection_error
-from svckit.events import (
-    Event,
-    PoisonMessage,
-    TokenRevokedEvent,
-    UserDeletedEvent,
-    parse_event,
-)
+from items_service.items import service as items
+from items_service.tokens import DeletedUsers, RevokedTokens
+from svckit.db import Pool, is_connection_error
+from svckit.events import Event, PoisonMessage, TokenRevokedEvent, parse_event
+from svckit.redis import StreamClient
+from svckit.tasks import next_delay
 
-logger = logging.getLogger("items_service.events")
-
-# The workspace's types-redis stubs make Redis generic; redis-py's own class is not.
-if TYPE_CHECKING:
-    RedisClient = aioredis.Redis[bytes]
-else:
-    RedisClient = aioredis.Redis
-
-# Deletes the user's items, takes them off the counters and records the user, atomically.
-_DELETE_USER = f"""
-WITH gone AS (
-    DELETE FROM items WHERE owner_id = $1::bigint RETURNING id
-), per_shard AS (
-    SELECT id % {COUNTER_SHARDS} AS shard, count(*) AS n FROM gone GROUP BY 1
-), total AS (
-    UPDATE item_count_shards AS c SET count = c.count - p.n
-    FROM per_shard AS p WHERE c.shard = p.shard
-), owned AS (
-    UPDATE owner_item_counts AS c SET count = c.count - p.n
-    FROM per_shard AS p WHERE c.owner_id = $1::bigint AND c.shard = p.shard
-), marked AS (
-    INSERT INTO deleted_users (user_id, event_id, occurred_at)
-    VALUES ($1::bigint, $2::uuid, $3::timestamptz)
-    ON CONFLICT (user_id) DO NOTHING
-)
-SELECT count(*) FROM gone
-"""  # noqa: S608 - only a module constant is interpolated
+logger = logging.getLogger("items_service.user_events")
 
 
-async def apply_token_revoked(db: Database, event: TokenRevokedEvent) -> None:
+async def apply_token_revoked(db: Pool, event: TokenRevokedEvent) -> None:
     """Record the revoked token (idempotent)."""
     await db.fetchval(
         "INSERT INTO revoked_tokens (jti, expires_at, event_id)"
@@ -93,37 +61,14 @@ async def apply_token_revoked(db: Database, event: TokenRevokedEvent) -> None:
     )
 
 
-async def apply_user_deleted(db: Database, event: UserDeletedEvent) -> int:
-    """Delete the user's items and record the deletion; returns how many items went."""
-    deleted = 0
-    # The second pass catches items whose insert raced the first one (see module docstring).
-    for _ in range(2):
-        deleted += await db.fetchval(_DELETE_USER, event.user_id, event.event_id, event.occurred_at)
-    return deleted
-
-
-class Backoff:
-    """Exponential backoff with full jitter."""
-
-    def __init__(self, base: float = 0.1, cap: float = 30.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.base * 2**self.attempt)
-        self.attempt = min(self.attempt + 1, 32)
-        return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not security
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+# The first retry after a failure; later ones double up to ``backoff_max_seconds``.
+_BACKOFF_BASE = 0.1
 
 
 def _raise_if_cancelling() -> None:
@@ -143,8 +88,8 @@ class UserEventsConsumer:
 
     def __init__(
         self,
-        redis: RedisClient,
-        db: Database,
+        redis: StreamClient,
+        db: Pool,
         deleted_users: DeletedUsers,
         *,
         revoked_tokens: RevokedTokens | None = None,
@@ -187,7 +132,7 @@ class UserEventsConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled, riding out Redis and database outages."""
-        backoff = Backoff(cap=self.backoff_max)
+        delay = 0.0
         while True:
             _raise_if_cancelling()
             try:
@@ -195,14 +140,14 @@ class UserEventsConsumer:
                 self.connected = True
                 while True:
                     await self.poll_once()
-                    backoff.reset()
+                    delay = 0.0
                     _raise_if_cancelling()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 self.connected = False
                 self._read_own_pending = True
-                delay = backoff.next()
+                delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
                 logger.warning(
                     "user events: Redis unavailable; retrying",
                     extra={"error": type(exc).__name__, "retry_in_s": round(delay, 2)},
@@ -210,7 +155,7 @@ class UserEventsConsumer:
                 await self._sleep(delay)
             except Exception:
                 self._read_own_pending = True
-                delay = backoff.next()
+                delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
                 logger.exception("user events: consumer loop failed; retrying")
                 await self._sleep(delay)
 
@@ -354,14 +299,14 @@ class UserEventsConsumer:
     async def _apply(self, message_id: bytes, fields: dict[bytes, bytes], event: Event) -> bool:
         """Apply ``event``; False when it was dead-lettered instead."""
         failures = 0
-        backoff = Backoff(cap=self.backoff_max)
+        delay = 0.0
         while True:
             try:
                 if isinstance(event, TokenRevokedEvent):
                     await apply_token_revoked(self.db, event)
                     deleted = 0
                 else:
-                    deleted = await apply_user_deleted(self.db, event)
+                    deleted = await items.delete_user_items(self.db, event)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -371,7 +316,8 @@ class UserEventsConsumer:
                         extra={"message_id": message_id.decode(), "error": type(exc).__name__},
                     )
                     await self._renew_claim(message_id)
-                    await self._sleep(backoff.next())
+                    delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
+                    await self._sleep(delay)
                     continue
                 failures += 1
                 logger.error(
@@ -387,7 +333,8 @@ class UserEventsConsumer:
                         message_id, fields, f"failed {failures} times: {type(exc).__name__}"
                     )
                     return False
-                await self._sleep(backoff.next())
+                delay = next_delay(delay, base=_BACKOFF_BASE, cap=self.backoff_max)
+                await self._sleep(delay)
                 continue
             if isinstance(event, TokenRevokedEvent):
                 self.revoked_tokens.add(event.jti, event.expires_at.timestamp())
@@ -442,16 +389,3 @@ class UserEventsConsumer:
                 "reason": reason,
             },
         )
-
-
-def connect_redis(url: str, *, block_seconds: float) -> RedisClient:
-    """A client for the consumer: RESP2 replies (what :meth:`UserEventsConsumer._read`
-    parses; redis-py 8 defaults to RESP3), bounded connects, room for blocking reads."""
-    client: RedisClient = aioredis.Redis.from_url(  # type: ignore[call-overload]
-        url,
-        protocol=2,
-        socket_connect_timeout=3,
-        socket_timeout=block_seconds + 5,
-        health_check_interval=30,
-    )
-    return client

@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Tokens, create_item
 
 from items_service.items.schemas import ItemRead
+
+from ..conftest import Tokens, create_item
 
 
 async def _create_many(client: httpx.AsyncClient, tokens: Tokens, owners: list[int]) -> list[int]:

@@ -6,7 +6,8 @@ import asyncio
 
 import asyncpg
 import httpx
-from conftest import Tokens, create_item
+
+from ..conftest import Tokens, create_item
 
 
 async def test_two_updates_with_one_etag_exactly_one_wins(

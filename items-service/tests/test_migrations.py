@@ -12,14 +12,16 @@ import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from conftest import run_in_thread
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from items_service import cli
+from items_service.migrations import LOCATION as MIGRATIONS
 from items_service.models import Base
+from svckit import migrations
 from svckit.db import libpq_url
 from svckit.settings import asyncpg_url
+
+from .conftest import run_in_thread
 
 
 async def _tables(url: str) -> set[str]:
@@ -32,9 +34,7 @@ async def _tables(url: str) -> set[str]:
 
 
 def _head() -> str:
-    head = ScriptDirectory.from_config(
-        cli.alembic_config("postgresql://unused/x")
-    ).get_current_head()
+    head = migrations.head_revision(MIGRATIONS)
     assert head is not None
     return head
 
@@ -58,13 +58,15 @@ async def test_models_match_migrations(template_database_url: str) -> None:
 
 async def test_upgrade_downgrade_upgrade(database_factory: object) -> None:
     url = database_factory("items_migrations")  # type: ignore[operator]
-    run_in_thread(cli.upgrade, url)
+    await migrations.upgrade(MIGRATIONS, url)
     assert {"items", "item_count_shards", "owner_item_counts", "deleted_users"} <= await _tables(
         url
     )
-    run_in_thread(cli.downgrade, url, "base")
+    assert await migrations.current_revision(url) == _head()
+    await migrations.downgrade(MIGRATIONS, url, "base")
     assert await _tables(url) == {"alembic_version"}
-    run_in_thread(cli.upgrade, url)
+    assert await migrations.current_revision(url) is None
+    await migrations.upgrade(MIGRATIONS, url)
     assert "items" in await _tables(url)
 
 

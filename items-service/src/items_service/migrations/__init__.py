@@ -1,0 +1,4 @@
+"""The Alembic migrations, run through :mod:`svckit.migrations`."""
+
+# Package form, so the migrations are found inside an installed wheel too.
+LOCATION = "items_service:migrations"
