@@ -7,31 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth_service.auth.errors import AdminRequired, InactiveUser
 from auth_service.db import request_session
 from auth_service.models import RevokedAccessToken, User
 from auth_service.runtime import Runtime
+from auth_service.users.errors import UserNotFound
 from svckit.bearer import Claims, InvalidCredentials, oauth2_scheme
 from svckit.db import BIGINT_MAX
-from svckit.errors import ServiceError
 from svckit.scopes import USERS_ADMIN, require_scopes
-
-
-class InactiveUser(ServiceError):
-    status_code = 403
-    code = "inactive_user"
-    detail = "Inactive user"
-
-
-class AdminRequired(ServiceError):
-    status_code = 403
-    code = "forbidden"
-    detail = "Administrator privileges required"
-
-
-class UserNotFound(ServiceError):
-    status_code = 404
-    code = "not_found"
-    detail = "User not found"
 
 
 def get_runtime(request: Request) -> Runtime:

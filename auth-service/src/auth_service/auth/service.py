@@ -8,29 +8,13 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service import refresh, tokens
+from auth_service.auth.errors import BadCredentials, InactiveUser
 from auth_service.auth.schemas import TokenResponse
-from auth_service.deps import InactiveUser
 from auth_service.models import User
 from auth_service.recovery.service import refuse_unverified_login
 from auth_service.runtime import Runtime
 from auth_service.users import service as users
-from svckit.errors import ServiceError
 from svckit.scopes import default_scopes, format_scope, parse_scope
-
-
-class BadCredentials(ServiceError):
-    """One answer for an unknown user and a wrong password: status, body and headers."""
-
-    status_code = 401
-    code = "invalid_credentials"
-    detail = "Incorrect username or password"
-
-    def __init__(self) -> None:
-        super().__init__(
-            headers={"WWW-Authenticate": "Bearer"},
-            # RFC 6749 §5.2 members; the status stays the seed's 401.
-            extra={"error": "invalid_grant", "error_description": self.detail},
-        )
 
 
 async def authenticate(

@@ -20,7 +20,7 @@ from auth_service.mfa.schemas import (
 from auth_service.models import User
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.runtime import Runtime
-from auth_service.users.router import IncorrectPassword
+from auth_service.users.errors import IncorrectPassword
 
 logger = logging.getLogger("auth_service.mfa")
 

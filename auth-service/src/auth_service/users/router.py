@@ -13,6 +13,7 @@ from auth_service.models import User
 from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service
+from auth_service.users.errors import IncorrectPassword
 from auth_service.users.schemas import (
     UserRead,
     UserUpdateAdmin,
@@ -20,16 +21,9 @@ from auth_service.users.schemas import (
     UserWithItems,
     changes,
 )
-from svckit.errors import ServiceError
 from svckit.schemas import Message
 
 router = APIRouter(prefix="/users", tags=["users"])
-
-
-class IncorrectPassword(ServiceError):
-    status_code = 400
-    code = "incorrect_password"
-    detail = "Current password is incorrect"
 
 
 async def _apply_changes(

@@ -15,26 +15,8 @@ from auth_service import outbox, refresh
 from auth_service.mfa import service as mfa
 from auth_service.models import User
 from auth_service.recovery import tokens as account_tokens
+from auth_service.users.errors import EmailTaken, LastAdmin, UsernameTaken
 from svckit.errors import ServiceError
-
-
-class UsernameTaken(ServiceError):
-    status_code = 400
-    code = "username_taken"
-    detail = "Username already registered"
-
-
-class EmailTaken(ServiceError):
-    status_code = 400
-    code = "email_taken"
-    detail = "Email already registered"
-
-
-class LastAdmin(ServiceError):
-    status_code = 409
-    code = "last_admin"
-    detail = "The last active administrator cannot be removed, deactivated or demoted"
-
 
 _CONSTRAINT_ERRORS: dict[str, type[ServiceError]] = {
     "uq_users_username_lower": UsernameTaken,
