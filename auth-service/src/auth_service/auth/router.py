@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from auth_service.auth import refresh as refresh_tokens
 from auth_service.auth import service
 from auth_service.auth.schemas import LogoutRequest, RefreshRequest, TokenResponse
 from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
@@ -61,7 +62,17 @@ async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -
 async def refresh(
     body: RefreshRequest, session: SessionDep, runtime: RuntimeDep, response: Response
 ) -> TokenResponse:
-    result = await service.refresh_tokens(session, runtime, body.refresh_token)
+    rotation = await refresh_tokens.rotate(session, body.refresh_token, now=runtime.clock())
+    # The first-party client's refresh, in the seed's answer shape (no ``scope``).
+    result = await service.token_response(
+        runtime,
+        rotation.user,
+        rotation.refresh_token,
+        client_id=None,
+        scopes=refresh_tokens.family_scopes(rotation.user, rotation.scope),
+        show_scope=False,
+        amr=rotation.amr,
+    )
     _no_store(response)
     return result
 
@@ -75,7 +86,9 @@ async def refresh(
 async def logout(
     body: LogoutRequest, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> Message:
-    await service.logout(session, runtime, user, body.refresh_token)
+    await refresh_tokens.revoke_token_family(
+        session, body.refresh_token, user_id=user.id, now=runtime.clock()
+    )
     return Message(message="Logged out")
 
 

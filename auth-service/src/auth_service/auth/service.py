@@ -1,4 +1,4 @@
-"""Login, token issuing, refresh and logout."""
+"""Login and token issuing (refresh rotation and logout: :mod:`auth_service.auth.refresh`)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service import refresh, tokens
+from auth_service import tokens
+from auth_service.auth import refresh
 from auth_service.auth.errors import BadCredentials, InactiveUser
 from auth_service.auth.schemas import TokenResponse
 from auth_service.models import User
 from auth_service.recovery.service import refuse_unverified_login
 from auth_service.runtime import Runtime
 from auth_service.users import service as users
-from svckit.scopes import default_scopes, format_scope, parse_scope
+from svckit.scopes import default_scopes, format_scope
 
 
 async def authenticate(
@@ -120,30 +121,3 @@ async def login(
         show_scope=show_scope,
         amr=amr,
     )
-
-
-async def refresh_tokens(session: AsyncSession, runtime: Runtime, token: str) -> TokenResponse:
-    """``/auth/refresh``: the first-party client's refresh, in the seed's answer shape."""
-    rotation = await refresh.rotate(session, token, now=runtime.clock())
-    return await token_response(
-        runtime,
-        rotation.user,
-        rotation.refresh_token,
-        client_id=None,
-        scopes=family_scopes(rotation.user, rotation.scope),
-        show_scope=False,
-        amr=rotation.amr,
-    )
-
-
-def family_scopes(user: User, family_scope: str | None) -> frozenset[str]:
-    """What a refresh of a family may grant now: its login's scopes, minus whatever the user
-    may no longer have (a demoted administrator loses the administrator's scopes)."""
-    allowed = default_scopes(is_admin=user.is_admin)
-    if family_scope is None:
-        return allowed
-    return parse_scope(family_scope) & allowed
-
-
-async def logout(session: AsyncSession, runtime: Runtime, user: User, token: str) -> None:
-    await refresh.revoke_token_family(session, token, user_id=user.id, now=runtime.clock())

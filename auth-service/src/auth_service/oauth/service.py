@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service import outbox, refresh
+from auth_service import outbox
+from auth_service.auth import refresh
 from auth_service.auth import service as auth
+from auth_service.auth.errors import InvalidRefreshToken, RefreshTokenReused
 from auth_service.auth.schemas import TokenResponse
 from auth_service.clients import service as clients
 from auth_service.db import KeepWritesError
@@ -190,15 +192,15 @@ async def _refresh(
     client_id = client.client_id if client is not None else None
     try:
         rotation = await refresh.rotate(session, token, now=runtime.clock(), client_id=client_id)
-    except refresh.RefreshTokenReused as exc:
+    except RefreshTokenReused as exc:
         # RFC 6749 §5.2: invalid_grant is a 400 here (only /auth/refresh keeps the seed's 401);
         # still a KeepWritesError, so the family's revocation is committed.
         raise KeepWritesError(
             _BAD_REFRESH, status_code=400, code="invalid_grant", extra=exc.extra
         ) from None
-    except refresh.InvalidRefreshToken:
+    except InvalidRefreshToken:
         raise InvalidGrant(_BAD_REFRESH) from None
-    allowed = auth.family_scopes(rotation.user, rotation.scope)
+    allowed = refresh.family_scopes(rotation.user, rotation.scope)
     if client is not None:
         allowed &= frozenset(client.scopes)
     # RFC 6749 §6: a refresh may narrow the scope, never widen it (the rotation rolls back).
@@ -346,7 +348,7 @@ async def introspect(
         or family.client_id != caller.client_id
     ):
         return Introspection(active=False)
-    scopes = auth.family_scopes(user, family.scope) & frozenset(caller.scopes)
+    scopes = refresh.family_scopes(user, family.scope) & frozenset(caller.scopes)
     return Introspection(
         active=True,
         scope=format_scope(scopes),

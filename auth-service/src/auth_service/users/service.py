@@ -11,7 +11,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service import outbox, refresh
+from auth_service import outbox
+from auth_service.auth import refresh
 from auth_service.mfa import service as mfa
 from auth_service.models import User
 from auth_service.recovery import tokens as account_tokens
