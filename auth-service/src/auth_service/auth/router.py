@@ -32,16 +32,14 @@ def _no_store(response: Response) -> None:
     ),
 )
 async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -> UserRead:
-    runtime.policy.check(body.password, username=body.username)
-    # Checked before the (slow) hash, and again by the unique indexes at flush.
-    await users.ensure_available(session, username=body.username, email=body.email)
-    hashed = await runtime.hasher.hash(body.password)
-    user = await users.create_user(
+    user = await users.register_user(
         session,
+        runtime.hasher,
+        runtime.policy,
         username=body.username,
         email=body.email,
+        password=body.password,
         full_name=body.full_name,
-        hashed_password=hashed,
         now=runtime.clock(),
     )
     await recovery.send_verification(
