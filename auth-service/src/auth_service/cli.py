@@ -206,21 +206,12 @@ async def list_keys(settings: Settings, *, database: Database | None = None) -> 
     finally:
         if own:
             await db.dispose()
-    current = schedule.signer(keys, now)
-    published = {k.kid for k in schedule.published(keys, now, retention)}
     rows = [
         "kid                     state       activates_at                      unpublished_after"
     ]
     for key in keys:
+        state = schedule.state(key, keys, now, retention)
         ended = schedule.superseded_at(key, keys, now)
-        if key is current:
-            state = "signing"
-        elif key.activates_at > now:
-            state = "pending"
-        elif key.kid in published:
-            state = "verifying"
-        else:
-            state = "expired"
         until = (ended + retention).isoformat() if ended else "-"
         rows.append(f"{key.kid:<23} {state:<11} {key.activates_at.isoformat():<33} {until}")
     return "\n".join(rows)
