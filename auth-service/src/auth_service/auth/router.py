@@ -7,7 +7,15 @@ from fastapi import APIRouter, Response
 from auth_service.auth import refresh as refresh_tokens
 from auth_service.auth import service
 from auth_service.auth.schemas import LogoutRequest, RefreshRequest, TokenResponse
-from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.deps import (
+    ClockDep,
+    CurrentUser,
+    HasherDep,
+    KeyRingDep,
+    PolicyDep,
+    SessionDep,
+    SettingsDep,
+)
 from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service as users
@@ -31,20 +39,25 @@ def _no_store(response: Response) -> None:
         400, 422, 503, s400="`username_taken`, `email_taken`, or a malformed body"
     ),
 )
-async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -> UserRead:
+async def register(
+    body: UserCreate,
+    session: SessionDep,
+    hasher: HasherDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> UserRead:
     user = await users.register_user(
         session,
-        runtime.hasher,
-        runtime.policy,
+        hasher,
+        policy,
         username=body.username,
         email=body.email,
         password=body.password,
         full_name=body.full_name,
-        now=runtime.clock(),
+        now=clock(),
     )
-    await recovery.send_verification(
-        session, runtime.settings, user, user.email, now=user.created_at
-    )
+    await recovery.send_verification(session, settings, user, user.email, now=user.created_at)
     return UserRead.model_validate(user)
 
 
@@ -58,12 +71,19 @@ async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -
     ),
 )
 async def refresh(
-    body: RefreshRequest, session: SessionDep, runtime: RuntimeDep, response: Response
+    body: RefreshRequest,
+    session: SessionDep,
+    keyring: KeyRingDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    response: Response,
 ) -> TokenResponse:
-    rotation = await refresh_tokens.rotate(session, body.refresh_token, now=runtime.clock())
+    rotation = await refresh_tokens.rotate(session, body.refresh_token, now=clock())
     # The first-party client's refresh, in the seed's answer shape (no ``scope``).
     result = await service.token_response(
-        runtime,
+        keyring,
+        settings,
+        clock,
         rotation.user,
         rotation.refresh_token,
         client_id=None,
@@ -82,10 +102,10 @@ async def refresh(
     responses=error_responses(400, 422, *AUTHENTICATED),
 )
 async def logout(
-    body: LogoutRequest, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    body: LogoutRequest, user: CurrentUser, session: SessionDep, clock: ClockDep
 ) -> Message:
     await refresh_tokens.revoke_token_family(
-        session, body.refresh_token, user_id=user.id, now=runtime.clock()
+        session, body.refresh_token, user_id=user.id, now=clock()
     )
     return Message(message="Logged out")
 

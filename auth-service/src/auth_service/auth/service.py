@@ -11,15 +11,25 @@ from auth_service import tokens
 from auth_service.auth import refresh
 from auth_service.auth.errors import BadCredentials, InactiveUser
 from auth_service.auth.schemas import TokenResponse
+from auth_service.clock import Clock
+from auth_service.keys.ring import KeyRing
 from auth_service.models import User
+from auth_service.passwords import PasswordHasher
 from auth_service.recovery.service import refuse_unverified_login
-from auth_service.runtime import Runtime
+from auth_service.settings import Settings
+from auth_service.throttle import LoginThrottle
 from auth_service.users import service as users
 from svckit.scopes import default_scopes, format_scope
 
 
 async def authenticate(
-    session: AsyncSession, runtime: Runtime, *, identifier: str, password: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+    settings: Settings,
+    *,
+    identifier: str,
+    password: str,
 ) -> User:
     """The user ``identifier``/``password`` belong to.
 
@@ -27,12 +37,11 @@ async def authenticate(
     same Redis call, so they cost the same. The inactive check comes only after the password
     was verified, so 403 reveals nothing to someone without the password.
     """
-    throttle = runtime.throttle
     await throttle.check(identifier)
     # The hashing slot first: a login waiting for one holds no database connection.
-    async with runtime.hasher.slot():
+    async with hasher.slot():
         user = await users.find_for_login(session, identifier)
-        verification = await runtime.hasher.verify(
+        verification = await hasher.verify(
             password, user.hashed_password if user is not None else None
         )
     if user is None or not verification.ok:
@@ -40,7 +49,7 @@ async def authenticate(
         raise BadCredentials()
     if not user.is_active:
         raise InactiveUser()
-    refuse_unverified_login(runtime.settings, user)
+    refuse_unverified_login(settings, user)
     await throttle.reset(identifier)
     if verification.new_hash is not None:
         # A legacy scheme or a lower cost: store the password under the current scheme.
@@ -50,7 +59,9 @@ async def authenticate(
 
 
 async def token_response(
-    runtime: Runtime,
+    keyring: KeyRing,
+    settings: Settings,
+    clock: Clock,
     user: User | None,
     refresh_token: str | None,
     *,
@@ -64,8 +75,7 @@ async def token_response(
     ``client_id`` ``None`` is the first-party public client; ``amr`` (RFC 8176) how the user
     authenticated (a user's token always has one: a password when not given).
     """
-    settings = runtime.settings
-    kid, private_key = await runtime.keyring.signing_key()
+    kid, private_key = await keyring.signing_key()
     scope = format_scope(scopes)
     access = tokens.issue_access_token(
         user,
@@ -76,7 +86,7 @@ async def token_response(
         issuer=settings.issuer,
         audience=settings.audience,
         lifetime=settings.access_token_ttl_seconds,
-        now=runtime.clock(),
+        now=clock(),
         amr=(amr or refresh.PASSWORD_AMR) if user is not None else None,
     )
     return TokenResponse(
@@ -89,7 +99,9 @@ async def token_response(
 
 async def login(
     session: AsyncSession,
-    runtime: Runtime,
+    keyring: KeyRing,
+    settings: Settings,
+    clock: Clock,
     user: User,
     *,
     client_id: str | None = None,
@@ -105,15 +117,17 @@ async def login(
     refresh_token = await refresh.start_family(
         session,
         user,
-        now=runtime.clock(),
-        lifetime=timedelta(seconds=runtime.settings.refresh_token_ttl_seconds),
+        now=clock(),
+        lifetime=timedelta(seconds=settings.refresh_token_ttl_seconds),
         client_id=client_id,
         scope=format_scope(scopes) if scopes is not None else None,
         amr=amr,
     )
     granted = scopes if scopes is not None else default_scopes(is_admin=user.is_admin)
     return await token_response(
-        runtime,
+        keyring,
+        settings,
+        clock,
         user,
         refresh_token,
         client_id=client_id,
