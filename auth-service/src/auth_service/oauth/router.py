@@ -119,7 +119,7 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 )
 async def token(
     request: Request,
-    form: Annotated[TokenForm, Depends()],
+    form: Annotated[TokenForm, Depends(TokenForm.parse)],
     session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -166,7 +166,7 @@ async def token(
 )
 async def revoke(
     request: Request,
-    form: Annotated[TokenActionForm, Depends()],
+    form: Annotated[TokenActionForm, Depends(TokenActionForm.parse)],
     session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
@@ -205,7 +205,7 @@ async def revoke(
 )
 async def introspect(
     request: Request,
-    form: Annotated[TokenActionForm, Depends()],
+    form: Annotated[TokenActionForm, Depends(TokenActionForm.parse)],
     session: SessionDep,
     settings: SettingsDep,
     clock: ClockDep,
