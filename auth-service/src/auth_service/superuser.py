@@ -5,7 +5,8 @@ account, only when no account has that username or email, so a restart, a change
 variable or an administrator renamed since change nothing (a password the policy refuses
 still stops the start). Several replicas or workers starting at once serialise on a
 PostgreSQL advisory lock held by the creating transaction: one creates, the others then find
-the account."""
+the account.
+"""
 
 from __future__ import annotations
 
