@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -50,6 +51,7 @@ from auth_service.passwords import PasswordHasher
 from auth_service.runtime import create_redis
 from auth_service.settings import Settings
 from auth_service.users import service as users
+from auth_service.users.errors import EmailTaken, UsernameTaken
 from auth_service.users.schemas import UserCreate
 from svckit import migrations
 from svckit.db import is_connection_error
@@ -132,35 +134,37 @@ async def create_superuser(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise CommandError(f"invalid input: {problems}") from None
-    policy_problems = PasswordPolicy.from_settings(settings).problems(
-        data.password, username=data.username
-    )
-    if policy_problems:
-        raise CommandError("password rejected: " + "; ".join(policy_problems))
     hasher = PasswordHasher(rounds=settings.bcrypt_rounds, concurrency=1, queue_timeout=600)
     database = Database.from_settings(settings)
     try:
-        hashed = await hasher.hash(data.password)
         async with database.transaction() as session:
-            existing = await users.find_for_login(session, data.username)
-            if existing is None:
-                existing = await users.find_for_login(session, data.email)
-            if existing is not None:
-                if exists_ok:
-                    return f"user {existing.username!r} already exists; nothing changed"
-                raise CommandError(f"a user named {existing.username!r} or with that email exists")
-            user = await users.create_user(
+            user = await users.register_user(
                 session,
+                hasher,
+                PasswordPolicy.from_settings(settings),
                 username=data.username,
                 email=data.email,
+                password=data.password,
                 full_name=data.full_name,
-                hashed_password=hashed,
                 is_admin=True,
                 # Created by an operator, who vouches for the address.
                 email_verified=True,
                 now=system_clock(),
             )
-            return f"superuser {user.username!r} created (id {user.id})"
+        return f"superuser {user.username!r} created (id {user.id})"
+    except RequestValidationError as exc:
+        # The policy's messages only: the password itself is never echoed.
+        raise CommandError(
+            "password rejected: " + "; ".join(str(e["msg"]) for e in exc.errors())
+        ) from None
+    except (UsernameTaken, EmailTaken) as exc:
+        if isinstance(exc, UsernameTaken):
+            taken = f"a user named {data.username!r}"
+        else:
+            taken = f"a user with the email {data.email!r}"
+        if exists_ok:
+            return f"{taken} already exists; nothing changed"
+        raise CommandError(f"{taken} exists") from None
     finally:
         hasher.close()
         await database.dispose()
@@ -204,21 +208,12 @@ async def list_keys(settings: Settings, *, database: Database | None = None) -> 
     finally:
         if own:
             await db.dispose()
-    current = schedule.signer(keys, now)
-    published = {k.kid for k in schedule.published(keys, now, retention)}
     rows = [
         "kid                     state       activates_at                      unpublished_after"
     ]
     for key in keys:
+        state = schedule.state(key, keys, now, retention)
         ended = schedule.superseded_at(key, keys, now)
-        if key is current:
-            state = "signing"
-        elif key.activates_at > now:
-            state = "pending"
-        elif key.kid in published:
-            state = "verifying"
-        else:
-            state = "expired"
         until = (ended + retention).isoformat() if ended else "-"
         rows.append(f"{key.kid:<23} {state:<11} {key.activates_at.isoformat():<33} {until}")
     return "\n".join(rows)

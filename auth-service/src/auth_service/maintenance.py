@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service import refresh
+from auth_service.auth import refresh
 from auth_service.clock import Clock
 from auth_service.db import Database
 from auth_service.keys import store

@@ -1,4 +1,9 @@
-"""Everything the app builds in its lifespan (and closes on shutdown), in one object."""
+"""Everything the app builds in its lifespan (and closes on shutdown), in one object.
+
+Endpoints take its parts through the aliases in :mod:`auth_service.deps` (``HasherDep``,
+``KeyRingDep``, ``ClockDep`` ...) and hand services only the parts they use; nothing but the
+app, ``deps`` and the request's session reads the whole object.
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from auth_service.deps import RuntimeDep
+from auth_service.deps import KeyRingDep, SettingsDep
 from auth_service.oauth import service as oauth
 from auth_service.responses import error_responses
 from svckit.bearer import VerificationUnavailable
@@ -43,18 +43,18 @@ class JSONWebKeySet(BaseModel):
     response_class=JWKSResponse,
     responses={200: {"model": JSONWebKeySet}, **error_responses(503)},
 )
-async def jwks(runtime: RuntimeDep) -> JSONResponse:
+async def jwks(keyring: KeyRingDep, settings: SettingsDep) -> JSONResponse:
     try:
-        document = await runtime.keyring.jwks()
+        document = await keyring.jwks()
     except KeysUnavailable:
         raise VerificationUnavailable() from None
-    max_age = runtime.settings.jwks_max_age_seconds
+    max_age = settings.jwks_max_age_seconds
     return JWKSResponse(document, headers={"Cache-Control": f"public, max-age={max_age}"})
 
 
 @router.get("/oauth-authorization-server", summary="RFC 8414 metadata")
-async def metadata(runtime: RuntimeDep) -> JSONResponse:
-    issuer = runtime.settings.issuer
+async def metadata(settings: SettingsDep) -> JSONResponse:
+    issuer = settings.issuer
     base = issuer.rstrip("/")
     document: dict[str, Any] = {
         "issuer": issuer,

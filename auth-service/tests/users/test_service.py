@@ -9,6 +9,7 @@ from sqlalchemy import update
 from auth_service.db import Database
 from auth_service.models import User
 from auth_service.users import service
+from auth_service.users.errors import LastAdmin, UsernameTaken
 
 from ..conftest import PASSWORD, AppContext, unique
 
@@ -70,7 +71,7 @@ async def test_the_unique_index_backs_up_the_check(database: Database) -> None:
                 updated_at=now,
             )
         )
-        with pytest.raises(service.UsernameTaken):
+        with pytest.raises(UsernameTaken):
             await service._flush_unique(session)
         await session.rollback()
 
@@ -108,7 +109,7 @@ async def test_two_admins_demoting_each_other_cannot_both_succeed(fresh_database
                     await service.update_user(session, user, {"is_admin": False}, now=now)
                     await asyncio.sleep(0.1)  # hold the locks while the other one tries
                 return "ok"
-            except service.LastAdmin:
+            except LastAdmin:
                 return "refused"
 
         results = await asyncio.gather(demote(a.id), demote(b.id))

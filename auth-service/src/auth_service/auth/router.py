@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from auth_service.auth import refresh as refresh_tokens
 from auth_service.auth import service
 from auth_service.auth.schemas import LogoutRequest, RefreshRequest, TokenResponse
-from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.deps import (
+    ClockDep,
+    CurrentUser,
+    HasherDep,
+    KeyRingDep,
+    PolicyDep,
+    SessionDep,
+    SettingsDep,
+)
 from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
 from auth_service.users import service as users
@@ -30,22 +39,25 @@ def _no_store(response: Response) -> None:
         400, 422, 503, s400="`username_taken`, `email_taken`, or a malformed body"
     ),
 )
-async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -> UserRead:
-    runtime.policy.check(body.password, username=body.username)
-    # Checked before the (slow) hash, and again by the unique indexes at flush.
-    await users.ensure_available(session, username=body.username, email=body.email)
-    hashed = await runtime.hasher.hash(body.password)
-    user = await users.create_user(
+async def register(
+    body: UserCreate,
+    session: SessionDep,
+    hasher: HasherDep,
+    policy: PolicyDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> UserRead:
+    user = await users.register_user(
         session,
+        hasher,
+        policy,
         username=body.username,
         email=body.email,
+        password=body.password,
         full_name=body.full_name,
-        hashed_password=hashed,
-        now=runtime.clock(),
+        now=clock(),
     )
-    await recovery.send_verification(
-        session, runtime.settings, user, user.email, now=user.created_at
-    )
+    await recovery.send_verification(session, settings, user, user.email, now=user.created_at)
     return UserRead.model_validate(user)
 
 
@@ -59,9 +71,26 @@ async def register(body: UserCreate, session: SessionDep, runtime: RuntimeDep) -
     ),
 )
 async def refresh(
-    body: RefreshRequest, session: SessionDep, runtime: RuntimeDep, response: Response
+    body: RefreshRequest,
+    session: SessionDep,
+    keyring: KeyRingDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    response: Response,
 ) -> TokenResponse:
-    result = await service.refresh_tokens(session, runtime, body.refresh_token)
+    rotation = await refresh_tokens.rotate(session, body.refresh_token, now=clock())
+    # The first-party client's refresh, in the seed's answer shape (no ``scope``).
+    result = await service.token_response(
+        keyring,
+        settings,
+        clock,
+        rotation.user,
+        rotation.refresh_token,
+        client_id=None,
+        scopes=refresh_tokens.family_scopes(rotation.user, rotation.scope),
+        show_scope=False,
+        amr=rotation.amr,
+    )
     _no_store(response)
     return result
 
@@ -73,9 +102,11 @@ async def refresh(
     responses=error_responses(400, 422, *AUTHENTICATED),
 )
 async def logout(
-    body: LogoutRequest, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    body: LogoutRequest, user: CurrentUser, session: SessionDep, clock: ClockDep
 ) -> Message:
-    await service.logout(session, runtime, user, body.refresh_token)
+    await refresh_tokens.revoke_token_family(
+        session, body.refresh_token, user_id=user.id, now=clock()
+    )
     return Message(message="Logged out")
 
 

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from auth_service.refresh import MAX_TOKEN_LENGTH
+from auth_service.auth.refresh import MAX_TOKEN_LENGTH
 
 RefreshTokenStr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOKEN_LENGTH)]
 

@@ -1,4 +1,4 @@
-"""Login, token issuing, refresh and logout."""
+"""Login and token issuing (refresh rotation and logout: :mod:`auth_service.auth.refresh`)."""
 
 from __future__ import annotations
 
@@ -7,34 +7,29 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service import refresh, tokens
+from auth_service import tokens
+from auth_service.auth import refresh
+from auth_service.auth.errors import BadCredentials, InactiveUser
 from auth_service.auth.schemas import TokenResponse
-from auth_service.deps import InactiveUser
+from auth_service.clock import Clock
+from auth_service.keys.ring import KeyRing
 from auth_service.models import User
+from auth_service.passwords import PasswordHasher
 from auth_service.recovery.service import refuse_unverified_login
-from auth_service.runtime import Runtime
+from auth_service.settings import Settings
+from auth_service.throttle import LoginThrottle
 from auth_service.users import service as users
-from svckit.errors import ServiceError
-from svckit.scopes import default_scopes, format_scope, parse_scope
-
-
-class BadCredentials(ServiceError):
-    """One answer for an unknown user and a wrong password: status, body and headers."""
-
-    status_code = 401
-    code = "invalid_credentials"
-    detail = "Incorrect username or password"
-
-    def __init__(self) -> None:
-        super().__init__(
-            headers={"WWW-Authenticate": "Bearer"},
-            # RFC 6749 §5.2 members; the status stays the seed's 401.
-            extra={"error": "invalid_grant", "error_description": self.detail},
-        )
+from svckit.scopes import default_scopes, format_scope
 
 
 async def authenticate(
-    session: AsyncSession, runtime: Runtime, *, identifier: str, password: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+    settings: Settings,
+    *,
+    identifier: str,
+    password: str,
 ) -> User:
     """The user ``identifier``/``password`` belong to.
 
@@ -42,12 +37,11 @@ async def authenticate(
     same Redis call, so they cost the same. The inactive check comes only after the password
     was verified, so 403 reveals nothing to someone without the password.
     """
-    throttle = runtime.throttle
     await throttle.check(identifier)
     # The hashing slot first: a login waiting for one holds no database connection.
-    async with runtime.hasher.slot():
+    async with hasher.slot():
         user = await users.find_for_login(session, identifier)
-        verification = await runtime.hasher.verify(
+        verification = await hasher.verify(
             password, user.hashed_password if user is not None else None
         )
     if user is None or not verification.ok:
@@ -55,7 +49,7 @@ async def authenticate(
         raise BadCredentials()
     if not user.is_active:
         raise InactiveUser()
-    refuse_unverified_login(runtime.settings, user)
+    refuse_unverified_login(settings, user)
     await throttle.reset(identifier)
     if verification.new_hash is not None:
         # A legacy scheme or a lower cost: store the password under the current scheme.
@@ -65,7 +59,9 @@ async def authenticate(
 
 
 async def token_response(
-    runtime: Runtime,
+    keyring: KeyRing,
+    settings: Settings,
+    clock: Clock,
     user: User | None,
     refresh_token: str | None,
     *,
@@ -79,8 +75,7 @@ async def token_response(
     ``client_id`` ``None`` is the first-party public client; ``amr`` (RFC 8176) how the user
     authenticated (a user's token always has one: a password when not given).
     """
-    settings = runtime.settings
-    kid, private_key = await runtime.keyring.signing_key()
+    kid, private_key = await keyring.signing_key()
     scope = format_scope(scopes)
     access = tokens.issue_access_token(
         user,
@@ -91,7 +86,7 @@ async def token_response(
         issuer=settings.issuer,
         audience=settings.audience,
         lifetime=settings.access_token_ttl_seconds,
-        now=runtime.clock(),
+        now=clock(),
         amr=(amr or refresh.PASSWORD_AMR) if user is not None else None,
     )
     return TokenResponse(
@@ -104,7 +99,9 @@ async def token_response(
 
 async def login(
     session: AsyncSession,
-    runtime: Runtime,
+    keyring: KeyRing,
+    settings: Settings,
+    clock: Clock,
     user: User,
     *,
     client_id: str | None = None,
@@ -120,15 +117,17 @@ async def login(
     refresh_token = await refresh.start_family(
         session,
         user,
-        now=runtime.clock(),
-        lifetime=timedelta(seconds=runtime.settings.refresh_token_ttl_seconds),
+        now=clock(),
+        lifetime=timedelta(seconds=settings.refresh_token_ttl_seconds),
         client_id=client_id,
         scope=format_scope(scopes) if scopes is not None else None,
         amr=amr,
     )
     granted = scopes if scopes is not None else default_scopes(is_admin=user.is_admin)
     return await token_response(
-        runtime,
+        keyring,
+        settings,
+        clock,
         user,
         refresh_token,
         client_id=client_id,
@@ -136,30 +135,3 @@ async def login(
         show_scope=show_scope,
         amr=amr,
     )
-
-
-async def refresh_tokens(session: AsyncSession, runtime: Runtime, token: str) -> TokenResponse:
-    """``/auth/refresh``: the first-party client's refresh, in the seed's answer shape."""
-    rotation = await refresh.rotate(session, token, now=runtime.clock())
-    return await token_response(
-        runtime,
-        rotation.user,
-        rotation.refresh_token,
-        client_id=None,
-        scopes=family_scopes(rotation.user, rotation.scope),
-        show_scope=False,
-        amr=rotation.amr,
-    )
-
-
-def family_scopes(user: User, family_scope: str | None) -> frozenset[str]:
-    """What a refresh of a family may grant now: its login's scopes, minus whatever the user
-    may no longer have (a demoted administrator loses the administrator's scopes)."""
-    allowed = default_scopes(is_admin=user.is_admin)
-    if family_scope is None:
-        return allowed
-    return parse_scope(family_scope) & allowed
-
-
-async def logout(session: AsyncSession, runtime: Runtime, user: User, token: str) -> None:
-    await refresh.revoke_token_family(session, token, user_id=user.id, now=runtime.clock())

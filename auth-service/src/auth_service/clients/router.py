@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from auth_service.clients import service
 from auth_service.clients.schemas import ClientCreate, ClientRead, ClientWithSecret
-from auth_service.deps import AdminUser, RuntimeDep, SessionDep
+from auth_service.deps import AdminUser, ClockDep, HasherDep, SessionDep
 from auth_service.responses import AUTHENTICATED, error_responses
 from svckit.schemas import Message
 from svckit.tokens import CLIENT_ID_PATTERN
@@ -52,10 +52,11 @@ async def create_client(
     body: ClientCreate,
     _admin: AdminUser,
     session: SessionDep,
-    runtime: RuntimeDep,
+    hasher: HasherDep,
+    clock: ClockDep,
     response: Response,
 ) -> ClientWithSecret:
-    client, secret = await service.create_client(session, runtime.hasher, body, now=runtime.clock())
+    client, secret = await service.create_client(session, hasher, body, now=clock())
     shown = ClientWithSecret(**ClientRead.model_validate(client).model_dump(), client_secret=secret)
     return _secret_response(shown, response)
 
@@ -93,11 +94,10 @@ async def rotate_secret(
     client_id: ClientIdPath,
     _admin: AdminUser,
     session: SessionDep,
-    runtime: RuntimeDep,
+    hasher: HasherDep,
+    clock: ClockDep,
     response: Response,
 ) -> ClientWithSecret:
-    client, secret = await service.rotate_secret(
-        session, runtime.hasher, client_id, now=runtime.clock()
-    )
+    client, secret = await service.rotate_secret(session, hasher, client_id, now=clock())
     shown = ClientWithSecret(**ClientRead.model_validate(client).model_dump(), client_secret=secret)
     return _secret_response(shown, response)

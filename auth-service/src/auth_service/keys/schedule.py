@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 
 class Scheduled(Protocol):
@@ -33,6 +33,10 @@ class Scheduled(Protocol):
 
 
 K = TypeVar("K", bound=Scheduled)
+
+# Where a key is in the rotation: not signing yet, signing, superseded but still published,
+# or superseded and past retention (left out of the JWKS).
+KeyState = Literal["pending", "signing", "verifying", "expired"]
 
 
 def _order(key: Scheduled) -> tuple[datetime, datetime, str]:
@@ -73,3 +77,14 @@ def retirable(keys: Sequence[K], now: datetime, retention: timedelta) -> list[K]
     live = _live(keys, now)
     keep = {k.kid for k in published(keys, now, retention)}
     return [k for k in live if k.kid not in keep]
+
+
+def state(key: K, keys: Sequence[K], now: datetime, retention: timedelta) -> KeyState:
+    """Where ``key`` (one of ``keys``) is in the rotation at ``now``."""
+    if key is signer(keys, now):
+        return "signing"
+    if key.activates_at > now:
+        return "pending"
+    if key.kid in {k.kid for k in published(keys, now, retention)}:
+        return "verifying"
+    return "expired"

@@ -22,11 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.auth import service as auth
 from auth_service.auth.schemas import TokenResponse
+from auth_service.clock import Clock
+from auth_service.keys.ring import KeyRing
 from auth_service.mfa import service
 from auth_service.mfa.errors import MfaRequired
+from auth_service.mfa.sealing import SecretBox
 from auth_service.models import OAuthClient, User
 from auth_service.oauth.errors import InvalidGrant
-from auth_service.runtime import Runtime
+from auth_service.settings import Settings
+from auth_service.throttle import LoginThrottle
 from svckit.scopes import default_scopes, format_scope, parse_scope
 
 MFA_OTP_GRANT = "urn:auth-service:params:oauth:grant-type:mfa-otp"
@@ -37,7 +41,9 @@ _BAD_OTP = "The one-time password is wrong, expired or was already used"
 
 async def require_second_factor(
     session: AsyncSession,
-    runtime: Runtime,
+    mfa_throttle: LoginThrottle,
+    settings: Settings,
+    clock: Clock,
     user: User,
     *,
     client_id: str | None,
@@ -48,9 +54,9 @@ async def require_second_factor(
     if not await service.is_enabled(session, user.id):
         return
     # A locked-out account gets no new mfa_token to guess with.
-    await runtime.mfa_throttle.check(service.throttle_key(user.id))
-    ttl = runtime.settings.mfa_token_ttl_seconds
-    now = runtime.clock()
+    await mfa_throttle.check(service.throttle_key(user.id))
+    ttl = settings.mfa_token_ttl_seconds
+    now = clock()
     token = await service.start_challenge(
         session,
         user,
@@ -65,14 +71,18 @@ async def require_second_factor(
 
 async def complete(
     session: AsyncSession,
-    runtime: Runtime,
     client: OAuthClient | None,
     *,
     mfa_token: str,
     otp: str,
+    mfa_throttle: LoginThrottle,
+    totp_box: SecretBox,
+    keyring: KeyRing,
+    settings: Settings,
+    clock: Clock,
 ) -> TokenResponse:
     """The MFA grant: check ``otp`` for the login ``mfa_token`` continues; its tokens."""
-    now = runtime.clock()
+    now = clock()
     found = await service.find_challenge(session, mfa_token, now=now)
     client_id = client.client_id if client is not None else None
     if found is None:
@@ -87,11 +97,11 @@ async def complete(
     ):
         raise InvalidGrant(_BAD_TOKEN)
     key = service.throttle_key(user.id)
-    await runtime.mfa_throttle.check(key)
-    if not await service.verify_otp(session, runtime.totp_box, factor, otp, now=now):
-        await runtime.mfa_throttle.record_failure(key)
+    await mfa_throttle.check(key)
+    if not await service.verify_otp(session, totp_box, factor, otp, now=now):
+        await mfa_throttle.record_failure(key)
         raise InvalidGrant(_BAD_OTP)
-    await runtime.mfa_throttle.reset(key)
+    await mfa_throttle.reset(key)
     await service.finish_challenge(session, challenge)
     scopes = None
     if challenge.scope is not None:
@@ -99,7 +109,9 @@ async def complete(
         scopes = parse_scope(challenge.scope) & default_scopes(is_admin=user.is_admin)
     return await auth.login(
         session,
-        runtime,
+        keyring,
+        settings,
+        clock,
         user,
         client_id=client_id,
         scopes=scopes,

@@ -6,7 +6,18 @@ import logging
 
 from fastapi import APIRouter
 
-from auth_service.deps import AdminUser, CurrentUser, RuntimeDep, SessionDep, UserById
+from auth_service.deps import (
+    AdminUser,
+    ClockDep,
+    CurrentUser,
+    HasherDep,
+    LoginThrottleDep,
+    MfaThrottleDep,
+    SessionDep,
+    SettingsDep,
+    TotpBoxDep,
+    UserById,
+)
 from auth_service.mfa import service
 from auth_service.mfa.errors import InvalidOtp, MfaNotEnabled
 from auth_service.mfa.schemas import (
@@ -18,22 +29,25 @@ from auth_service.mfa.schemas import (
     TotpEnrolment,
 )
 from auth_service.models import User
+from auth_service.passwords import PasswordHasher
 from auth_service.responses import AUTHENTICATED, error_responses
-from auth_service.runtime import Runtime
-from auth_service.users.router import IncorrectPassword
+from auth_service.throttle import LoginThrottle
+from auth_service.users.errors import IncorrectPassword
 
 logger = logging.getLogger("auth_service.mfa")
 
 router = APIRouter(prefix="/users", tags=["mfa"])
 
 
-async def _check_password(runtime: Runtime, user: User, password: str) -> None:
+async def _check_password(
+    hasher: PasswordHasher, throttle: LoginThrottle, user: User, password: str
+) -> None:
     """The current password, with wrong ones counted like failed logins of the username, so
     a stolen access token is no way around the login throttle to guess the password."""
-    await runtime.throttle.check(user.username)
-    verification = await runtime.hasher.verify(password, user.hashed_password)
+    await throttle.check(user.username)
+    verification = await hasher.verify(password, user.hashed_password)
     if not verification.ok:
-        await runtime.throttle.record_failure(user.username)
+        await throttle.record_failure(user.username)
         raise IncorrectPassword()
 
 
@@ -58,11 +72,18 @@ async def _check_password(runtime: Runtime, user: User, password: str) -> None:
     ),
 )
 async def enrol(
-    body: TotpEnrol, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    body: TotpEnrol,
+    user: CurrentUser,
+    session: SessionDep,
+    hasher: HasherDep,
+    throttle: LoginThrottleDep,
+    totp_box: TotpBoxDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> TotpEnrolment:
-    await _check_password(runtime, user, body.password)
+    await _check_password(hasher, throttle, user, body.password)
     enrolment = await service.enrol(
-        session, runtime.totp_box, user, issuer=runtime.settings.mfa_issuer, now=runtime.clock()
+        session, totp_box, user, issuer=settings.mfa_issuer, now=clock()
     )
     return TotpEnrolment(
         secret=enrolment.secret,
@@ -88,9 +109,9 @@ async def enrol(
     ),
 )
 async def confirm(
-    body: TotpConfirm, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    body: TotpConfirm, user: CurrentUser, session: SessionDep, totp_box: TotpBoxDep, clock: ClockDep
 ) -> RecoveryCodes:
-    codes = await service.confirm(session, runtime.totp_box, user, body.code, now=runtime.clock())
+    codes = await service.confirm(session, totp_box, user, body.code, now=clock())
     logger.info("two-factor sign-in enabled", extra={"user_id": user.id})
     return RecoveryCodes(recovery_codes=codes)
 
@@ -111,17 +132,24 @@ async def confirm(
     ),
 )
 async def disable(
-    body: TotpDisable, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+    body: TotpDisable,
+    user: CurrentUser,
+    session: SessionDep,
+    hasher: HasherDep,
+    throttle: LoginThrottleDep,
+    mfa_throttle: MfaThrottleDep,
+    totp_box: TotpBoxDep,
+    clock: ClockDep,
 ) -> MfaMessage:
-    await _check_password(runtime, user, body.password)
+    await _check_password(hasher, throttle, user, body.password)
     throttle_key = service.throttle_key(user.id)
-    await runtime.mfa_throttle.check(throttle_key)
+    await mfa_throttle.check(throttle_key)
     try:
-        await service.disable(session, runtime.totp_box, user, body.otp, now=runtime.clock())
+        await service.disable(session, totp_box, user, body.otp, now=clock())
     except InvalidOtp:
-        await runtime.mfa_throttle.record_failure(throttle_key)
+        await mfa_throttle.record_failure(throttle_key)
         raise
-    await runtime.mfa_throttle.reset(throttle_key)
+    await mfa_throttle.reset(throttle_key)
     logger.info("two-factor sign-in disabled", extra={"user_id": user.id})
     return MfaMessage(message="Two-factor sign-in disabled")
 
@@ -137,11 +165,11 @@ async def disable(
     responses=error_responses(404, 409, 422, *AUTHENTICATED, s409="`mfa_not_enabled`"),
 )
 async def reset(
-    user: UserById, admin: AdminUser, session: SessionDep, runtime: RuntimeDep
+    user: UserById, admin: AdminUser, session: SessionDep, mfa_throttle: MfaThrottleDep
 ) -> MfaMessage:
     if not await service.reset(session, user.id):
         raise MfaNotEnabled()
-    await runtime.mfa_throttle.reset(service.throttle_key(user.id))
+    await mfa_throttle.reset(service.throttle_key(user.id))
     logger.warning(
         "second factor reset by an administrator",
         extra={"user_id": user.id, "admin_id": admin.id},

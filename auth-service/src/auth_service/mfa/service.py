@@ -58,7 +58,7 @@ class Enrolment:
 
 
 def throttle_key(user_id: int) -> str:
-    """The user's budget of wrong codes (``runtime.mfa_throttle``): per account, not per login
+    """The user's budget of wrong codes (``deps.MfaThrottleDep``): per account, not per login
     name, and not reset by a right password, so a password holder cannot guess on."""
     return f"user:{user_id}"
 

@@ -13,7 +13,19 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from auth_service.auth.schemas import TokenResponse
-from auth_service.deps import RuntimeDep, SessionDep
+from auth_service.deps import (
+    ClientThrottleDep,
+    ClockDep,
+    HasherDep,
+    KeyRingDep,
+    LoginThrottleDep,
+    MfaThrottleDep,
+    SessionDep,
+    SettingsDep,
+    TotpBoxDep,
+    VerifierDep,
+    WakeRelayDep,
+)
 from auth_service.oauth import service
 from auth_service.oauth.credentials import presented_client
 from auth_service.oauth.errors import InvalidClient, InvalidRequest
@@ -107,15 +119,34 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 )
 async def token(
     request: Request,
-    form: Annotated[TokenForm, Depends()],
+    form: Annotated[TokenForm, Depends(TokenForm.parse)],
     session: SessionDep,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    hasher: HasherDep,
+    keyring: KeyRingDep,
+    throttle: LoginThrottleDep,
+    client_throttle: ClientThrottleDep,
+    mfa_throttle: MfaThrottleDep,
+    totp_box: TotpBoxDep,
     response: Response,
 ) -> TokenResponse:
     presented = presented_client(
         request, client_id=form.client_id, client_secret=form.client_secret
     )
-    result = await service.issue(session, runtime, form, presented)
+    result = await service.issue(
+        session,
+        form,
+        presented,
+        settings=settings,
+        clock=clock,
+        hasher=hasher,
+        keyring=keyring,
+        throttle=throttle,
+        client_throttle=client_throttle,
+        mfa_throttle=mfa_throttle,
+        totp_box=totp_box,
+    )
     response.headers.update(_NO_STORE)
     return result
 
@@ -135,9 +166,14 @@ async def token(
 )
 async def revoke(
     request: Request,
-    form: Annotated[TokenActionForm, Depends()],
+    form: Annotated[TokenActionForm, Depends(TokenActionForm.parse)],
     session: SessionDep,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    hasher: HasherDep,
+    client_throttle: ClientThrottleDep,
+    verifier: VerifierDep,
+    wake_relay: WakeRelayDep,
     background: BackgroundTasks,
 ) -> JSONResponse:
     if not form.token:
@@ -145,12 +181,18 @@ async def revoke(
     presented = presented_client(
         request, client_id=form.client_id, client_secret=form.client_secret
     )
-    caller = await service.resolve_client(session, runtime, presented)
+    caller = await service.resolve_client(session, hasher, client_throttle, settings, presented)
     if await service.revoke(
-        session, runtime, token=form.token, hint=form.token_type_hint, caller=caller
+        session,
+        verifier,
+        settings,
+        token=form.token,
+        hint=form.token_type_hint,
+        caller=caller,
+        now=clock(),
     ):
         # Background tasks run after the response, hence after the commit.
-        background.add_task(runtime.wake_relay)
+        background.add_task(wake_relay)
     return JSONResponse({}, headers=_NO_STORE)
 
 
@@ -163,20 +205,26 @@ async def revoke(
 )
 async def introspect(
     request: Request,
-    form: Annotated[TokenActionForm, Depends()],
+    form: Annotated[TokenActionForm, Depends(TokenActionForm.parse)],
     session: SessionDep,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    hasher: HasherDep,
+    client_throttle: ClientThrottleDep,
+    verifier: VerifierDep,
 ) -> JSONResponse:
     presented = presented_client(
         request, client_id=form.client_id, client_secret=form.client_secret
     )
     if presented.credentials is None:
         raise InvalidClient()
-    caller = await service.resolve_client(session, runtime, presented)
+    caller = await service.resolve_client(session, hasher, client_throttle, settings, presented)
     assert caller is not None
     if not form.token:
         raise InvalidRequest("Missing form field: token")
     result: dict[str, Any] = (
-        await service.introspect(session, runtime, token=form.token, caller=caller)
+        await service.introspect(
+            session, verifier, settings, token=form.token, caller=caller, now=clock()
+        )
     ).body()
     return JSONResponse(result, headers=_NO_STORE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Form
@@ -16,12 +17,27 @@ from svckit.scopes import MAX_SCOPE_LENGTH
 MAX_TOKEN_FIELD = 8192
 
 
+@dataclass(frozen=True, slots=True)
 class TokenForm:
     """``POST /auth/token`` (RFC 6749 §4.3, §4.4, §6, and the MFA grant). Which fields are
     required depends on ``grant_type`` (``password`` when absent), so the endpoint checks."""
 
-    def __init__(
-        self,
+    grant_type: str | None = None
+    username: str | None = None
+    password: str | None = None
+    refresh_token: str | None = None
+    scope: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    # The MFA grant (auth_service.mfa.grant)
+    mfa_token: str | None = None
+    otp: str | None = None
+
+    # The dependency that reads the form: a coroutine, since FastAPI would build a class
+    # dependency in its thread pool, one needless hop per token request.
+    @classmethod
+    async def parse(
+        cls,
         grant_type: Annotated[str | None, Form(max_length=64)] = None,
         username: Annotated[str | None, Form(max_length=320)] = None,
         password: Annotated[str | None, Form(max_length=MAX_PASSWORD_CHARS)] = None,
@@ -31,33 +47,44 @@ class TokenForm:
         client_secret: Annotated[str | None, Form(max_length=MAX_SECRET_LENGTH)] = None,
         mfa_token: Annotated[str | None, Form(max_length=512)] = None,
         otp: Annotated[str | None, Form(max_length=64)] = None,
-    ) -> None:
-        self.grant_type = grant_type
-        self.username = username
-        self.password = password
-        self.refresh_token = refresh_token
-        self.scope = scope
-        self.client_id = client_id
-        self.client_secret = client_secret
-        # The MFA grant (auth_service.mfa.grant)
-        self.mfa_token = mfa_token
-        self.otp = otp
+    ) -> TokenForm:
+        return cls(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            refresh_token=refresh_token,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+            mfa_token=mfa_token,
+            otp=otp,
+        )
 
 
+@dataclass(frozen=True, slots=True)
 class TokenActionForm:
     """``POST /auth/revoke`` (RFC 7009 §2.1) and ``POST /auth/introspect`` (RFC 7662 §2.1)."""
 
-    def __init__(
-        self,
+    token: str | None = None
+    token_type_hint: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+    # A coroutine dependency, like TokenForm.parse.
+    @classmethod
+    async def parse(
+        cls,
         token: Annotated[str | None, Form(max_length=MAX_TOKEN_FIELD)] = None,
         token_type_hint: Annotated[str | None, Form(max_length=64)] = None,
         client_id: Annotated[str | None, Form(max_length=MAX_CLIENT_ID_LENGTH)] = None,
         client_secret: Annotated[str | None, Form(max_length=MAX_SECRET_LENGTH)] = None,
-    ) -> None:
-        self.token = token
-        self.token_type_hint = token_type_hint
-        self.client_id = client_id
-        self.client_secret = client_secret
+    ) -> TokenActionForm:
+        return cls(
+            token=token,
+            token_type_hint=token_type_hint,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
 
 
 class Introspection(BaseModel):

@@ -19,12 +19,17 @@ from datetime import UTC, datetime
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service import outbox, refresh
+from auth_service import outbox
+from auth_service.auth import refresh
 from auth_service.auth import service as auth
+from auth_service.auth.errors import InvalidRefreshToken, RefreshTokenReused
 from auth_service.auth.schemas import TokenResponse
 from auth_service.clients import service as clients
+from auth_service.clock import Clock
 from auth_service.db import KeepWritesError
+from auth_service.keys.ring import KeyRing
 from auth_service.mfa import grant as mfa
+from auth_service.mfa.sealing import SecretBox
 from auth_service.models import OAuthClient, RevokedAccessToken, User
 from auth_service.oauth.credentials import PresentedClient
 from auth_service.oauth.errors import (
@@ -36,9 +41,11 @@ from auth_service.oauth.errors import (
     UnsupportedGrantType,
 )
 from auth_service.oauth.schemas import Introspection, TokenForm
-from auth_service.runtime import Runtime
+from auth_service.passwords import PasswordHasher
+from auth_service.settings import Settings
+from auth_service.throttle import LoginThrottle
 from svckit.scopes import SCOPES, InvalidScopeSyntax, default_scopes, format_scope, parse_scope
-from svckit.tokens import AccessClaims, InvalidToken
+from svckit.tokens import AccessClaims, InvalidToken, TokenVerifier
 
 PASSWORD = "password"  # noqa: S105 (a grant type)
 REFRESH_TOKEN = "refresh_token"  # noqa: S105
@@ -56,15 +63,17 @@ _UNNAMED = (None, "None")
 
 
 async def resolve_client(
-    session: AsyncSession, runtime: Runtime, presented: PresentedClient
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    client_throttle: LoginThrottle,
+    settings: Settings,
+    presented: PresentedClient,
 ) -> OAuthClient | None:
     """The authenticated registered client, or ``None`` for the first-party public client."""
     if presented.credentials is not None:
-        return await clients.authenticate(
-            session, runtime.hasher, runtime.client_throttle, presented.credentials
-        )
+        return await clients.authenticate(session, hasher, client_throttle, presented.credentials)
     named = presented.public_client_id
-    if named not in _UNNAMED and named != runtime.settings.public_client_id:
+    if named not in _UNNAMED and named != settings.public_client_id:
         # A registered client that did not authenticate, or an unknown one: alike.
         raise InvalidClient()
     return None
@@ -110,9 +119,24 @@ def _missing(*names: str) -> InvalidRequest:
 
 
 async def issue(
-    session: AsyncSession, runtime: Runtime, form: TokenForm, presented: PresentedClient
+    session: AsyncSession,
+    form: TokenForm,
+    presented: PresentedClient,
+    *,
+    settings: Settings,
+    clock: Clock,
+    hasher: PasswordHasher,
+    keyring: KeyRing,
+    throttle: LoginThrottle,
+    client_throttle: LoginThrottle,
+    mfa_throttle: LoginThrottle,
+    totp_box: SecretBox,
 ) -> TokenResponse:
-    """Dispatch on ``grant_type`` (``password`` when absent, as the seed's clients send)."""
+    """Dispatch on ``grant_type`` (``password`` when absent, as the seed's clients send).
+
+    ``throttle`` counts failed logins per account, ``client_throttle`` failed client
+    authentications, ``mfa_throttle`` wrong second-factor codes.
+    """
     grant_type = form.grant_type if form.grant_type is not None else PASSWORD
     if grant_type not in GRANT_TYPES:
         raise UnsupportedGrantType()
@@ -127,7 +151,7 @@ async def issue(
         if missing:
             raise InvalidRequest(f"Missing form field(s): {', '.join(missing)}")
     requested = requested_scopes(form.scope)
-    client = await resolve_client(session, runtime, presented)
+    client = await resolve_client(session, hasher, client_throttle, settings, presented)
     if grant_type == CLIENT_CREDENTIALS and client is None:
         raise InvalidClient()
     _check_grant_allowed(client, grant_type)
@@ -138,42 +162,94 @@ async def issue(
         assert form.username is not None
         assert form.password is not None
         return await _password(
-            session, runtime, client, form.username, form.password, requested, show_scope
+            session,
+            client,
+            form.username,
+            form.password,
+            requested,
+            show_scope,
+            hasher=hasher,
+            throttle=throttle,
+            mfa_throttle=mfa_throttle,
+            keyring=keyring,
+            settings=settings,
+            clock=clock,
         )
     if grant_type == REFRESH_TOKEN:
         assert form.refresh_token is not None
-        return await _refresh(session, runtime, client, form.refresh_token, requested)
+        return await _refresh(
+            session, keyring, settings, clock, client, form.refresh_token, requested
+        )
     if grant_type == MFA_OTP:
         assert form.mfa_token is not None
         assert form.otp is not None
-        return await mfa.complete(session, runtime, client, mfa_token=form.mfa_token, otp=form.otp)
+        return await mfa.complete(
+            session,
+            client,
+            mfa_token=form.mfa_token,
+            otp=form.otp,
+            mfa_throttle=mfa_throttle,
+            totp_box=totp_box,
+            keyring=keyring,
+            settings=settings,
+            clock=clock,
+        )
     assert client is not None
     scopes = _grant(requested, frozenset(client.scopes))
     return await auth.token_response(
-        runtime, None, None, client_id=client.client_id, scopes=scopes, show_scope=True
+        keyring,
+        settings,
+        clock,
+        None,
+        None,
+        client_id=client.client_id,
+        scopes=scopes,
+        show_scope=True,
     )
 
 
 async def _password(
     session: AsyncSession,
-    runtime: Runtime,
     client: OAuthClient | None,
     username: str,
     password: str,
     requested: frozenset[str] | None,
     show_scope: bool,
+    *,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+    mfa_throttle: LoginThrottle,
+    keyring: KeyRing,
+    settings: Settings,
+    clock: Clock,
 ) -> TokenResponse:
-    user = await auth.authenticate(session, runtime, identifier=username, password=password)
+    user = await auth.authenticate(
+        session, hasher, throttle, settings, identifier=username, password=password
+    )
     allowed = default_scopes(is_admin=user.is_admin)
     if client is not None:
         allowed &= frozenset(client.scopes)
     scopes = _grant(requested, allowed) if requested is not None or client is not None else None
     client_id = client.client_id if client is not None else None
     await mfa.require_second_factor(
-        session, runtime, user, client_id=client_id, scopes=scopes, show_scope=show_scope
+        session,
+        mfa_throttle,
+        settings,
+        clock,
+        user,
+        client_id=client_id,
+        scopes=scopes,
+        show_scope=show_scope,
     )
     return await auth.login(
-        session, runtime, user, client_id=client_id, scopes=scopes, show_scope=show_scope
+        session,
+        keyring,
+        settings,
+        clock,
+        user,
+        client_id=client_id,
+        scopes=scopes,
+        show_scope=show_scope,
     )
 
 
@@ -182,23 +258,25 @@ _BAD_REFRESH = "The refresh token is invalid, expired, revoked or was used"
 
 async def _refresh(
     session: AsyncSession,
-    runtime: Runtime,
+    keyring: KeyRing,
+    settings: Settings,
+    clock: Clock,
     client: OAuthClient | None,
     token: str,
     requested: frozenset[str] | None,
 ) -> TokenResponse:
     client_id = client.client_id if client is not None else None
     try:
-        rotation = await refresh.rotate(session, token, now=runtime.clock(), client_id=client_id)
-    except refresh.RefreshTokenReused as exc:
+        rotation = await refresh.rotate(session, token, now=clock(), client_id=client_id)
+    except RefreshTokenReused as exc:
         # RFC 6749 §5.2: invalid_grant is a 400 here (only /auth/refresh keeps the seed's 401);
         # still a KeepWritesError, so the family's revocation is committed.
         raise KeepWritesError(
             _BAD_REFRESH, status_code=400, code="invalid_grant", extra=exc.extra
         ) from None
-    except refresh.InvalidRefreshToken:
+    except InvalidRefreshToken:
         raise InvalidGrant(_BAD_REFRESH) from None
-    allowed = auth.family_scopes(rotation.user, rotation.scope)
+    allowed = refresh.family_scopes(rotation.user, rotation.scope)
     if client is not None:
         allowed &= frozenset(client.scopes)
     # RFC 6749 §6: a refresh may narrow the scope, never widen it (the rotation rolls back).
@@ -206,7 +284,9 @@ async def _refresh(
         raise InvalidScope("A refresh may not ask for more than the login was granted")
     scopes = requested if requested is not None else allowed
     return await auth.token_response(
-        runtime,
+        keyring,
+        settings,
+        clock,
         rotation.user,
         rotation.refresh_token,
         client_id=client_id,
@@ -219,18 +299,18 @@ async def _refresh(
 # --------------------------------------------------------------------- revocation
 
 
-async def _access_claims(runtime: Runtime, token: str) -> AccessClaims | None:
+async def _access_claims(verifier: TokenVerifier, token: str) -> AccessClaims | None:
     if token.count(".") != 2:
         return None
     try:
-        return await runtime.verifier.verify(token)
+        return await verifier.verify(token)
     except InvalidToken:
         return None
 
 
-def _token_client(runtime: Runtime, client_id: str | None) -> str | None:
+def _token_client(settings: Settings, client_id: str | None) -> str | None:
     """A token's registered client (``None``: the first-party public client)."""
-    if client_id is None or client_id == runtime.settings.public_client_id:
+    if client_id is None or client_id == settings.public_client_id:
         return None
     return client_id
 
@@ -266,15 +346,16 @@ async def revoke_access_token(
 
 async def revoke(
     session: AsyncSession,
-    runtime: Runtime,
+    verifier: TokenVerifier,
+    settings: Settings,
     *,
     token: str,
     hint: str | None,
     caller: OAuthClient | None,
+    now: datetime,
 ) -> bool:
     """Revoke ``token`` (a refresh token: its whole family). Unknown, invalid or expired
     tokens are no error (RFC 7009 §2.2). Returns whether an outbox event was written."""
-    now = runtime.clock()
     looks_like_jwt = token.count(".") == 2
     for kind in (
         ("access", "refresh")
@@ -291,9 +372,9 @@ async def revoke(
                 await refresh.revoke_family(session, state.family.id, now=now, reason="revoked")
                 return False
         else:
-            claims = await _access_claims(runtime, token)
+            claims = await _access_claims(verifier, token)
             if claims is not None:
-                _check_issued_to(_token_client(runtime, claims.client_id), caller)
+                _check_issued_to(_token_client(settings, claims.client_id), caller)
                 return await revoke_access_token(session, claims, now=now)
     return False
 
@@ -302,12 +383,17 @@ async def revoke(
 
 
 async def introspect(
-    session: AsyncSession, runtime: Runtime, *, token: str, caller: OAuthClient
+    session: AsyncSession,
+    verifier: TokenVerifier,
+    settings: Settings,
+    *,
+    token: str,
+    caller: OAuthClient,
+    now: datetime,
 ) -> Introspection:
     """RFC 7662: any registered client may introspect access tokens (it is a resource server);
     a refresh token only by the client it was issued to. Anything else is ``active: false``."""
-    now = runtime.clock()
-    claims = await _access_claims(runtime, token)
+    claims = await _access_claims(verifier, token)
     if claims is not None:
         if claims.token_id is not None:
             revoked = await session.get(RevokedAccessToken, claims.token_id)
@@ -323,7 +409,7 @@ async def introspect(
         return Introspection(
             active=True,
             scope=format_scope(claims.scopes),
-            client_id=claims.client_id or runtime.settings.public_client_id,
+            client_id=claims.client_id or settings.public_client_id,
             username=claims.username,
             token_type="Bearer",  # noqa: S106 (RFC 7662 §2.2 token_type)
             exp=claims.expires_at,
@@ -346,7 +432,7 @@ async def introspect(
         or family.client_id != caller.client_id
     ):
         return Introspection(active=False)
-    scopes = auth.family_scopes(user, family.scope) & frozenset(caller.scopes)
+    scopes = refresh.family_scopes(user, family.scope) & frozenset(caller.scopes)
     return Introspection(
         active=True,
         scope=format_scope(scopes),
@@ -356,5 +442,5 @@ async def introspect(
         exp=int(family.expires_at.timestamp()),
         iat=int(state.issued_at.timestamp()),
         sub=str(user.id),
-        iss=runtime.settings.issuer,
+        iss=settings.issuer,
     )

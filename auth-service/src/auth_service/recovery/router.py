@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Response, status
 
-from auth_service.deps import CurrentUser, RuntimeDep, SessionDep
+from auth_service.deps import (
+    ClockDep,
+    CurrentUser,
+    HasherDep,
+    PolicyDep,
+    SessionDep,
+    SettingsDep,
+    WakeMailDep,
+)
 from auth_service.recovery import service
 from auth_service.recovery.schemas import (
     PasswordResetConfirm,
@@ -28,9 +36,9 @@ RESET_ACCEPTED = "If the account exists, a message with a reset link is on its w
     responses=error_responses(400, 422, 503, s400="A malformed body"),
 )
 async def request_password_reset(
-    body: PasswordResetRequest, session: SessionDep, runtime: RuntimeDep, response: Response
+    body: PasswordResetRequest, session: SessionDep, clock: ClockDep, response: Response
 ) -> Message:
-    await service.request_password_reset(session, identifier=body.identifier, now=runtime.clock())
+    await service.request_password_reset(session, identifier=body.identifier, now=clock())
     # The relay is deliberately not woken here: it picks the row up on its next poll
     # (AUTH_OUTBOX_RELAY_INTERVAL_SECONDS), so the work an existing account causes never runs
     # right behind this answer, where it could slow the next request and hint at the account.
@@ -47,10 +55,14 @@ async def request_password_reset(
     ),
 )
 async def confirm_password_reset(
-    body: PasswordResetConfirm, session: SessionDep, runtime: RuntimeDep
+    body: PasswordResetConfirm,
+    session: SessionDep,
+    hasher: HasherDep,
+    policy: PolicyDep,
+    clock: ClockDep,
 ) -> Message:
     await service.confirm_password_reset(
-        session, runtime, token=body.token, new_password=body.new_password
+        session, hasher, policy, token=body.token, new_password=body.new_password, now=clock()
     )
     return Message(message="Password changed")
 
@@ -63,10 +75,8 @@ async def confirm_password_reset(
         400, 422, 503, s400="`invalid_token`, `email_taken`, or a malformed body"
     ),
 )
-async def verify_email(
-    body: VerifyEmailRequest, session: SessionDep, runtime: RuntimeDep
-) -> UserRead:
-    user = await service.verify_email(session, token=body.token, now=runtime.clock())
+async def verify_email(body: VerifyEmailRequest, session: SessionDep, clock: ClockDep) -> UserRead:
+    user = await service.verify_email(session, token=body.token, now=clock())
     return UserRead.model_validate(user)
 
 
@@ -78,10 +88,15 @@ async def verify_email(
     responses=error_responses(429, *AUTHENTICATED, s429="Too many messages for this account"),
 )
 async def resend_verification(
-    user: CurrentUser, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    wake_mail: WakeMailDep,
+    background: BackgroundTasks,
 ) -> Message:
-    sent = await service.resend_verification(session, runtime.settings, user, now=runtime.clock())
+    sent = await service.resend_verification(session, settings, user, now=clock())
     if sent:
-        background.add_task(runtime.wake_mail)
+        background.add_task(wake_mail)
         return Message(message="A verification message is on its way")
     return Message(message="The email address is already verified")

@@ -9,19 +9,17 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.mail import outbox
 from auth_service.models import MailMessage, User
+from auth_service.password_policy import PasswordPolicy
+from auth_service.passwords import PasswordHasher
 from auth_service.recovery import tokens
 from auth_service.recovery.errors import EmailNotVerified, InvalidToken, TooManyVerificationMails
 from auth_service.settings import Settings
 from auth_service.users import service as users
-
-if TYPE_CHECKING:  # the runtime wires this module's preparer into the mail relay
-    from auth_service.runtime import Runtime
 
 logger = logging.getLogger("auth_service.recovery")
 
@@ -95,21 +93,26 @@ async def prepare_password_reset(
 
 
 async def confirm_password_reset(
-    session: AsyncSession, runtime: Runtime, *, token: str, new_password: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    policy: PasswordPolicy,
+    *,
+    token: str,
+    new_password: str,
+    now: datetime,
 ) -> None:
     """Set the password the token allows, revoking every refresh token family.
 
     A policy failure (422) rolls the transaction back, so the token stays usable.
     """
-    now = runtime.clock()
     record = await tokens.consume(session, token, tokens.PASSWORD_RESET, now=now)
     if record is None:
         raise InvalidToken()
     user = await session.get(User, record.user_id, with_for_update=True)
     if user is None or not user.is_active:
         raise InvalidToken()
-    runtime.policy.check(new_password, username=user.username)
-    hashed = await runtime.hasher.hash(new_password)
+    policy.check(new_password, username=user.username)
+    hashed = await hasher.hash(new_password)
     # The link reached the address it was sent to: that address is confirmed too.
     if record.email == user.email:
         user.email_verified = True

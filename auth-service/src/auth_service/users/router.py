@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service import items_client
-from auth_service.deps import AdminUser, BearerToken, CurrentUser, RuntimeDep, SessionDep, UserById
+from auth_service.deps import (
+    AdminUser,
+    BearerToken,
+    ClockDep,
+    CurrentUser,
+    HasherDep,
+    HttpClientDep,
+    PolicyDep,
+    SessionDep,
+    SettingsDep,
+    UserById,
+    WakeMailDep,
+    WakeRelayDep,
+)
 from auth_service.models import User
 from auth_service.recovery import service as recovery
 from auth_service.responses import AUTHENTICATED, error_responses
+from auth_service.settings import Settings
 from auth_service.users import service
+from auth_service.users.errors import IncorrectPassword
 from auth_service.users.schemas import (
     UserRead,
     UserUpdateAdmin,
@@ -20,34 +37,28 @@ from auth_service.users.schemas import (
     UserWithItems,
     changes,
 )
-from svckit.errors import ServiceError
 from svckit.schemas import Message
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-class IncorrectPassword(ServiceError):
-    status_code = 400
-    code = "incorrect_password"
-    detail = "Current password is incorrect"
-
-
 async def _apply_changes(
-    session: SessionDep,
-    runtime: RuntimeDep,
-    background: BackgroundTasks,
+    session: AsyncSession,
+    settings: Settings,
     user: User,
     values: dict[str, object],
-) -> None:
+    *,
+    now: datetime,
+) -> bool:
     """Update ``user``; a new email is only used once confirmed (a link goes to it, a notice
-    to the old address)."""
-    now = runtime.clock()
+    to the old address). Returns whether mail was queued."""
     new_email = values.pop("email", None)
     if values:
         await service.update_user(session, user, values, now=now)
     if isinstance(new_email, str) and new_email != user.email:
-        await recovery.request_email_change(session, runtime.settings, user, new_email, now=now)
-        background.add_task(runtime.wake_mail)
+        await recovery.request_email_change(session, settings, user, new_email, now=now)
+        return True
+    return False
 
 
 @router.get(
@@ -56,10 +67,11 @@ async def _apply_changes(
     summary="The caller, with their items",
     responses=error_responses(*AUTHENTICATED),
 )
-async def read_me(user: CurrentUser, runtime: RuntimeDep, token: BearerToken) -> UserWithItems:
-    settings = runtime.settings
+async def read_me(
+    user: CurrentUser, settings: SettingsDep, http: HttpClientDep, token: BearerToken
+) -> UserWithItems:
     items = await items_client.fetch_my_items(
-        runtime.http,
+        http,
         base_url=settings.items_url,
         token=token or "",
         timeout=settings.items_timeout_seconds,
@@ -82,10 +94,14 @@ async def update_me(
     body: UserUpdateMe,
     user: CurrentUser,
     session: SessionDep,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
+    hasher: HasherDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+    wake_mail: WakeMailDep,
     background: BackgroundTasks,
 ) -> UserRead:
-    now = runtime.clock()
+    now = clock()
     if body.password is not None:
         if body.current_password is None:
             raise RequestValidationError(
@@ -97,15 +113,15 @@ async def update_me(
                     }
                 ]
             )
-        runtime.policy.check(body.password, username=user.username)
-        verification = await runtime.hasher.verify(body.current_password, user.hashed_password)
+        policy.check(body.password, username=user.username)
+        verification = await hasher.verify(body.current_password, user.hashed_password)
         if not verification.ok:
             raise IncorrectPassword()
-        new_hash = await runtime.hasher.hash(body.password)
+        new_hash = await hasher.hash(body.password)
         await service.set_password(session, user, new_hash, now=now)
-    await _apply_changes(
-        session, runtime, background, user, changes(body, "password", "current_password")
-    )
+    values = changes(body, "password", "current_password")
+    if await _apply_changes(session, settings, user, values, now=now):
+        background.add_task(wake_mail)
     return UserRead.model_validate(user)
 
 
@@ -116,11 +132,15 @@ async def update_me(
     responses=error_responses(409, *AUTHENTICATED),
 )
 async def delete_me(
-    user: CurrentUser, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    wake_relay: WakeRelayDep,
+    background: BackgroundTasks,
 ) -> Message:
-    await service.delete_user(session, user, now=runtime.clock())
+    await service.delete_user(session, user, now=clock())
     # Background tasks run after the response, hence after the commit.
-    background.add_task(runtime.wake_relay)
+    background.add_task(wake_relay)
     return Message(message="User deleted")
 
 
@@ -164,10 +184,13 @@ async def update_user(
     body: UserUpdateAdmin,
     user: UserById,
     session: SessionDep,
-    runtime: RuntimeDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    wake_mail: WakeMailDep,
     background: BackgroundTasks,
 ) -> UserRead:
-    await _apply_changes(session, runtime, background, user, changes(body))
+    if await _apply_changes(session, settings, user, changes(body), now=clock()):
+        background.add_task(wake_mail)
     return UserRead.model_validate(user)
 
 
@@ -178,8 +201,12 @@ async def update_user(
     responses=error_responses(404, 409, 422, *AUTHENTICATED),
 )
 async def delete_user(
-    user: UserById, session: SessionDep, runtime: RuntimeDep, background: BackgroundTasks
+    user: UserById,
+    session: SessionDep,
+    clock: ClockDep,
+    wake_relay: WakeRelayDep,
+    background: BackgroundTasks,
 ) -> Message:
-    await service.delete_user(session, user, now=runtime.clock())
-    background.add_task(runtime.wake_relay)
+    await service.delete_user(session, user, now=clock())
+    background.add_task(wake_relay)
     return Message(message="User deleted")

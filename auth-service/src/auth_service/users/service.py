@@ -1,5 +1,6 @@
-"""User persistence: lookups, creation with case-insensitive uniqueness, updates, deletion
-(with its outbox event) and the last-administrator guard. Functions only ``flush()``."""
+"""Users: registration (the one way an account is created), lookups, case-insensitive
+uniqueness, updates, deletion (with its outbox event) and the last-administrator guard.
+Functions only ``flush()``."""
 
 from __future__ import annotations
 
@@ -11,30 +12,15 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service import outbox, refresh
+from auth_service import outbox
+from auth_service.auth import refresh
 from auth_service.mfa import service as mfa
 from auth_service.models import User
+from auth_service.password_policy import PasswordPolicy
+from auth_service.passwords import PasswordHasher
 from auth_service.recovery import tokens as account_tokens
+from auth_service.users.errors import EmailTaken, LastAdmin, UsernameTaken
 from svckit.errors import ServiceError
-
-
-class UsernameTaken(ServiceError):
-    status_code = 400
-    code = "username_taken"
-    detail = "Username already registered"
-
-
-class EmailTaken(ServiceError):
-    status_code = 400
-    code = "email_taken"
-    detail = "Email already registered"
-
-
-class LastAdmin(ServiceError):
-    status_code = 409
-    code = "last_admin"
-    detail = "The last active administrator cannot be removed, deactivated or demoted"
-
 
 _CONSTRAINT_ERRORS: dict[str, type[ServiceError]] = {
     "uq_users_username_lower": UsernameTaken,
@@ -95,6 +81,41 @@ async def ensure_available(
             raise EmailTaken()
 
 
+async def register_user(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    policy: PasswordPolicy,
+    *,
+    username: str,
+    email: str,
+    password: str,
+    full_name: str | None = None,
+    is_admin: bool = False,
+    email_verified: bool = False,
+    now: datetime,
+) -> User:
+    """Create an account: ``/auth/register``, ``auth-service create-superuser`` and the first
+    administrator at start-up all come through here.
+
+    Raises the policy's 422 (``RequestValidationError``) for a password it refuses, then
+    :class:`UsernameTaken` / :class:`EmailTaken`: availability is checked before the slow
+    hash, and again by the unique indexes at flush (a concurrent registration).
+    """
+    policy.check(password, username=username)
+    await ensure_available(session, username=username, email=email)
+    hashed = await hasher.hash(password)
+    return await create_user(
+        session,
+        username=username,
+        email=email,
+        full_name=full_name,
+        hashed_password=hashed,
+        is_admin=is_admin,
+        email_verified=email_verified,
+        now=now,
+    )
+
+
 async def create_user(
     session: AsyncSession,
     *,
@@ -106,6 +127,7 @@ async def create_user(
     email_verified: bool = False,
     now: datetime,
 ) -> User:
+    """The row of :func:`register_user`, for a password already hashed."""
     await ensure_available(session, username=username, email=email)
     user = User(
         username=username,

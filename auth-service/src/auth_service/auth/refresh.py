@@ -23,40 +23,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_service.db import KeepWritesError
+from auth_service.auth.errors import InvalidRefreshToken, RefreshTokenReused
 from auth_service.models import RefreshFamily, RefreshToken, User
-from svckit.errors import ServiceError
+from svckit.scopes import default_scopes, parse_scope
 
 MAX_TOKEN_LENGTH = 512
 # RFC 8176: a family that recorded nothing (older than the amr column) began with a password.
 PASSWORD_AMR = ("pwd",)
-
-
-# RFC 6749 §5.2 members, for the token endpoint's refresh_token grant (401 kept from the seed).
-_INVALID_GRANT = {
-    "error": "invalid_grant",
-    "error_description": "The refresh token is invalid, expired, revoked or was used",
-}
-
-
-class InvalidRefreshToken(ServiceError):
-    status_code = 401
-    code = "invalid_refresh_token"
-    detail = "Invalid or expired refresh token"
-
-    def __init__(self) -> None:
-        super().__init__(extra=_INVALID_GRANT)
-
-
-class RefreshTokenReused(KeepWritesError):
-    """A used token came back: the family is revoked, and that revocation is committed."""
-
-    status_code = 401
-    code = "invalid_refresh_token"
-    detail = "Invalid or expired refresh token"
-
-    def __init__(self) -> None:
-        super().__init__(extra=_INVALID_GRANT)
 
 
 def new_token() -> str:
@@ -166,6 +139,15 @@ async def rotate(
         scope=family.scope,
         amr=tuple(family.amr) if family.amr else PASSWORD_AMR,
     )
+
+
+def family_scopes(user: User, family_scope: str | None) -> frozenset[str]:
+    """What a refresh of a family may grant now: its login's scopes, minus whatever the user
+    may no longer have (a demoted administrator loses the administrator's scopes)."""
+    allowed = default_scopes(is_admin=user.is_admin)
+    if family_scope is None:
+        return allowed
+    return parse_scope(family_scope) & allowed
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from auth_service.auth.refresh import token_hash
 from auth_service.models import RefreshFamily, RefreshToken, User
-from auth_service.refresh import token_hash
 
-from .conftest import PASSWORD, AppContext, FakeClock
-from .helpers import bearer, login, register, user_with_token
+from ..conftest import PASSWORD, AppContext, FakeClock
+from ..helpers import bearer, login, register, user_with_token
 
 
 async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
@@ -111,7 +111,7 @@ async def test_a_password_change_revokes_every_family(client: httpx.AsyncClient)
 async def test_deactivation_revokes_every_family(
     client: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    from .helpers import admin_with_token
+    from ..helpers import admin_with_token
 
     user, tokens = await user_with_token(client)
     _, admin = await admin_with_token(client, connection)
