@@ -31,9 +31,10 @@ RESERVED_CONNECTIONS = 13
 # items-service: a request holds a connection for one statement (a fraction of a millisecond),
 # so one connection keeps a worker's core busy: while it runs a statement, the worker parses
 # and renders the other requests (and the background refreshes borrow it for a millisecond).
-# auth-service: a login holds its connection while its hash is computed (the session spans the request), so
-# its pool keeps one per hashing thread, and as many again under a burst (overflow connections
-# are closed when returned: idle ones are PostgreSQL backends kept for nothing).
+# auth-service: a login takes its hashing slot before it touches the database, then holds its
+# connection while the hash is computed, so its pool keeps one per hashing thread and as many
+# again under a burst (overflow connections are closed when returned: idle ones are PostgreSQL
+# backends kept for nothing).
 ITEMS_POOL = 1
 
 
