@@ -19,7 +19,7 @@ from auth_service.runtime import Runtime
 from auth_service.settings import Settings
 from auth_service.users.router import router as users_router
 from auth_service.wellknown import router as wellknown_router
-from svckit.app import install_common
+from svckit.app import install_common, telemetry
 from svckit.health import Check
 from svckit.logs import configure_logging
 from svckit.memory import trimmed_heap
@@ -59,6 +59,7 @@ def create_app(
             await runtime.close()
 
     app = FastAPI(
+        telemetry=telemetry(settings.opentelemetry),
         title="auth-service",
         version="0.1.0",
         description=DESCRIPTION,

@@ -11,7 +11,7 @@ from items_service.items.router import router as items_router
 from items_service.metrics import install_items_metrics
 from items_service.runtime import Runtime
 from items_service.settings import Settings
-from svckit.app import install_common
+from svckit.app import install_common, telemetry
 from svckit.health import Check
 from svckit.logs import configure_logging
 from svckit.memory import trimmed_heap
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
             await runtime.close()
 
     app = FastAPI(
+        telemetry=telemetry(settings.opentelemetry),
         title="items-service",
         summary="Items with owner/admin rules; tokens verified locally with auth-service's JWKS",
         version="0.1.0",
