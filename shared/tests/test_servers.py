@@ -17,6 +17,7 @@ from svckit.testing.servers import (
     DependencyUnavailable,
     EmbeddedRedis,
     create_database,
+    database_name,
     drop_database,
     env_url,
     free_port,
@@ -204,3 +205,17 @@ def test_docker_probe_recognises_an_engine_answering_ping(
     finally:
         thread.join(2)
         server.close()
+
+
+def test_with_database_renames_only_the_database() -> None:
+    # The embedded server's URL carries its socket directory unencoded in the query: the new
+    # URL must still end in the database's name (tests take it as the last path segment).
+    embedded = "postgresql://postgres@/postgres?host=/tmp/data dir/postgres"
+    renamed = with_database(embedded, "items_1")
+    assert renamed == "postgresql://postgres@/items_1?host=%2Ftmp%2Fdata+dir%2Fpostgres"
+    assert renamed.rsplit("/", 1)[1].split("?")[0] == "items_1"
+    assert database_name(renamed) == "items_1"
+    tcp = "postgresql+asyncpg://user:p%40ss@127.0.0.1:5432/postgres?sslmode=require"
+    assert with_database(tcp, "auth") == (
+        "postgresql+asyncpg://user:p%40ss@127.0.0.1:5432/auth?sslmode=require"
+    )

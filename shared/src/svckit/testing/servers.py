@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import asyncpg
@@ -32,9 +32,11 @@ class DependencyUnavailable(RuntimeError):
 
 
 def with_database(url: str, database: str) -> str:
-    """``url`` naming ``database`` instead (user, password, host and query kept as given)."""
+    """``url`` naming ``database`` instead; the query is re-encoded (``host=%2Fsocket%2Fdir``),
+    so the database name stays the URL's last path segment."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
+    query = urlencode(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit(parts._replace(path="/" + quote(database, safe=""), query=query))
 
 
 def database_name(url: str) -> str:
