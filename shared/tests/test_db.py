@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,11 +16,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from svckit_support import client_for, service_app
 
-from svckit.db import (
-    Pool,
+from svckit import db
+from svckit.db import Pool
+from svckit.orm import (
     create_engine,
     create_sessionmaker,
-    install_database_error_handler,
+    install_orm_error_handler,
     is_connection_error,
     naming_metadata,
     session_scope,
@@ -188,7 +191,7 @@ def test_other_errors_are_not_connection_errors(exc: Exception) -> None:
 
 def build_app(engine: AsyncEngine) -> FastAPI:
     app = service_app()
-    install_database_error_handler(app)  # idempotent with install_common's own call
+    install_orm_error_handler(app)  # as auth-service adds to install_common's handlers
     factory = create_sessionmaker(engine)
 
     @app.get("/count")
@@ -262,7 +265,7 @@ async def test_pool_starts_without_a_database_and_fails_fast() -> None:
         with pytest.raises(ConnectionRefusedError) as caught:
             await pool.ping()
         assert time.monotonic() - started < 5
-        assert is_connection_error(caught.value)
+        assert db.is_connection_error(caught.value)
     finally:
         await pool.close()
 
@@ -276,3 +279,21 @@ async def test_pool_statement_timeout_counts_as_unavailable(engine: AsyncEngine)
         assert is_connection_error(caught.value)
     finally:
         await pool.close()
+
+
+def test_the_pool_side_carries_no_orm() -> None:
+    # Each items-service worker imports svckit.db and svckit.app: SQLAlchemy would cost it
+    # ~14 MB of memory for nothing.
+    code = "import sys, svckit.app, svckit.db; print('sqlalchemy' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_libpq_url_keeps_everything_but_the_driver() -> None:
+    url = "postgresql+asyncpg://u:p%40ss@h:5433/db?host=%2Frun%2Fpg"
+    assert db.libpq_url(url) == "postgresql://u:p%40ss@h:5433/db?host=%2Frun%2Fpg"
+    assert db.libpq_url("postgresql://h/db") == "postgresql://h/db"
+    with pytest.raises(ValueError, match="PostgreSQL URL"):
+        db.libpq_url("not a url")

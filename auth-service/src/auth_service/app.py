@@ -23,6 +23,7 @@ from svckit.app import install_common, telemetry
 from svckit.health import Check
 from svckit.logs import configure_logging
 from svckit.memory import trimmed_heap
+from svckit.orm import install_orm_error_handler
 
 SERVICE = "auth-service"
 DESCRIPTION = """
@@ -83,6 +84,7 @@ def create_app(
     install_common(
         app, service=SERVICE, readiness_checks=readiness_checks, access_log=settings.access_log
     )
+    install_orm_error_handler(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -54,7 +54,7 @@ from auth_service.users import service as users
 from auth_service.users.errors import EmailTaken, UsernameTaken
 from auth_service.users.schemas import UserCreate
 from svckit import migrations
-from svckit.db import is_connection_error
+from svckit.orm import is_connection_error
 from svckit.redis import close_redis
 from svckit.scopes import SCOPES
 

@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from auth_service.settings import Settings
-from svckit.db import create_engine, create_sessionmaker, session_scope
 from svckit.errors import ServiceError
+from svckit.orm import create_engine, create_sessionmaker, session_scope
 
 
 class KeepWritesError(ServiceError):

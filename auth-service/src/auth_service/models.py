@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from svckit.db import naming_metadata
+from svckit.orm import naming_metadata
 
 
 class Base(DeclarativeBase):

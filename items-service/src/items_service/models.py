@@ -2,6 +2,9 @@
 
 The request paths run hand-written SQL on asyncpg (``items/service.py``) rather than the ORM,
 for speed; these declarations are the schema's single source of truth for migrations and tests.
+No request path imports this module (SQLAlchemy would cost every worker memory): the sizes it
+declares come from ``items/schemas.py`` (the field lengths) and ``items/service.py`` (the
+counter shards).
 
 Counters: ``X-Total-Count`` must be exact and O(1) at any table size, so totals are kept in
 counter rows updated in the same statement as every insert and delete. A single counter row
@@ -30,11 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from svckit.db import naming_metadata
-
-COUNTER_SHARDS = 16
-TITLE_MAX_LENGTH = 200
-DESCRIPTION_MAX_LENGTH = 10_000
+from items_service.items.schemas import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+from items_service.items.service import COUNTER_SHARDS
+from svckit.orm import naming_metadata
 
 
 class Base(DeclarativeBase):

@@ -15,7 +15,9 @@ import orjson
 from asyncpg import Record
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from items_service.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+# The columns' sizes too (items_service/models.py).
+TITLE_MAX_LENGTH = 200
+DESCRIPTION_MAX_LENGTH = 10_000
 
 
 def _storable(value: str) -> str:

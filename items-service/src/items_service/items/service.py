@@ -22,7 +22,6 @@ from asyncpg import Record
 
 from items_service.items.errors import ItemChanged, ItemNotFound, NotItemOwner, UserDeleted
 from items_service.items.schemas import ItemCreate, ItemUpdate
-from items_service.models import COUNTER_SHARDS
 from svckit.db import BIGINT_MAX, Pool
 from svckit.events import UserDeletedEvent
 from svckit.scopes import ITEMS_MODERATE, ITEMS_WRITE, InsufficientScope
@@ -30,6 +29,10 @@ from svckit.tokens import AccessClaims
 
 # No item has owner 0: a caller who may write no item of its own writes "as" it.
 _NOBODY = 0
+
+# Totals are kept in counter rows updated with every insert and delete, split over this many
+# rows (by item id) so that writers do not queue on one row lock (items_service/models.py).
+COUNTER_SHARDS = 16
 
 # Columns of a rendered item (schemas.ItemRead), plus the version for ETags.
 _ITEM = "id, title, description, owner_id, created_at, updated_at, version"
