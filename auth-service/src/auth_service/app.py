@@ -19,10 +19,9 @@ from auth_service.runtime import Runtime
 from auth_service.settings import Settings
 from auth_service.users.router import router as users_router
 from auth_service.wellknown import router as wellknown_router
-from svckit.app import install_common, telemetry
+from svckit.app import install_common, serving, telemetry
 from svckit.health import Check
 from svckit.logs import configure_logging
-from svckit.memory import trimmed_heap
 from svckit.orm import install_orm_error_handler
 
 SERVICE = "auth-service"
@@ -51,13 +50,8 @@ def create_app(
         runtime = await Runtime.start(
             settings, clock=clock, database=database, registry=app.state.metrics.registry
         )
-        app.state.runtime = runtime
-        app.state.token_verifier = runtime.verifier
-        try:
-            async with trimmed_heap(settings.memory_trim_seconds):
-                yield
-        finally:
-            await runtime.close()
+        async with serving(app, runtime, memory_trim_seconds=settings.memory_trim_seconds):
+            yield
 
     app = FastAPI(
         telemetry=telemetry(settings.opentelemetry),

@@ -11,10 +11,9 @@ from items_service.items.router import router as items_router
 from items_service.metrics import install_items_metrics
 from items_service.runtime import Runtime
 from items_service.settings import Settings
-from svckit.app import install_common, telemetry
+from svckit.app import install_common, serving, telemetry
 from svckit.health import Check
 from svckit.logs import configure_logging
-from svckit.memory import trimmed_heap
 
 SERVICE = "items-service"
 
@@ -33,13 +32,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings, application_name=SERVICE)
-        app.state.runtime = runtime
-        app.state.token_verifier = runtime.verifier
-        try:
-            async with trimmed_heap(settings.memory_trim_seconds):
-                yield
-        finally:
-            await runtime.close()
+        async with serving(app, runtime, memory_trim_seconds=settings.memory_trim_seconds):
+            yield
 
     app = FastAPI(
         telemetry=telemetry(settings.opentelemetry),

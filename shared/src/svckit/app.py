@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -13,8 +15,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from svckit.db import install_database_error_handler
 from svckit.errors import UnhandledErrorMiddleware, error_response, install_error_handlers
 from svckit.health import Check, health_router
+from svckit.memory import trimmed_heap
 from svckit.metrics import Metrics, MetricsMiddleware
 from svckit.request_id import RequestIdMiddleware
+from svckit.tokens import TokenVerifier
 
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -27,6 +31,31 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
         code="dependency_unavailable",
         headers={"Retry-After": "2"},
     )
+
+
+class Runtime(Protocol):
+    """What a service's lifespan builds: it verifies tokens and closes what it opened."""
+
+    @property
+    def verifier(self) -> TokenVerifier: ...
+
+    async def close(self) -> None: ...
+
+
+@asynccontextmanager
+async def serving(
+    app: FastAPI, runtime: Runtime, *, memory_trim_seconds: float
+) -> AsyncIterator[None]:
+    """The lifespan's body once ``runtime`` is built: keep it on ``app.state.runtime`` (and its
+    verifier on ``app.state.token_verifier``, where :mod:`svckit.bearer` reads it) while the
+    app serves, return freed heap to the OS periodically, and close it when the app stops."""
+    app.state.runtime = runtime
+    app.state.token_verifier = runtime.verifier
+    try:
+        async with trimmed_heap(memory_trim_seconds):
+            yield
+    finally:
+        await runtime.close()
 
 
 def telemetry(enabled: bool) -> TelemetryConfig:

@@ -13,15 +13,38 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from alembic import command
+from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from svckit.settings import asyncpg_url
+
+
+def run_env(target_metadata: MetaData, *, lock_id: int) -> None:
+    """The whole of a service's ``env.py``: migrate on the connection this module passed.
+
+    A transaction-scoped advisory lock (``lock_id``, fixed per service) serialises concurrent
+    runs (several replicas starting at once): the second waits, then finds the schema at head.
+    Offline (``--sql``) migrations are not supported.
+    """
+    if context.is_offline_mode():
+        raise RuntimeError("offline (--sql) migrations are not supported")
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("migrations run through svckit.migrations (an open connection)")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        context.run_migrations()
 
 
 def alembic_config(location: str, *, connection: Connection | None = None) -> Config:
