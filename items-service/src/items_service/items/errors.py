@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from svckit.bearer import InvalidCredentials
 from svckit.errors import ServiceError
 
 
@@ -23,12 +24,6 @@ class ItemChanged(ServiceError):
     detail = "The item has changed: If-Match does not match its current ETag"
 
 
-class UserDeleted(ServiceError):
-    """A write for a user whose deletion was already applied (the token check raced it)."""
-
-    status_code = 401
-    code = "invalid_token"
-    detail = "Invalid or expired access token"
-
-    def __init__(self) -> None:
-        super().__init__(headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+class UserDeleted(InvalidCredentials):
+    """A write for a user whose deletion was already applied (the token check raced it): the
+    same answer as any token that no longer names a user."""
