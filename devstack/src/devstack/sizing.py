@@ -9,11 +9,11 @@ The rule, per service (README, "Sizing"):
 * **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
   one worker keeps every core busy hashing: one worker per four cores, and each worker's
   hashing threads are its share of the cores.
-* **Database pools** are per worker and small: a request holds a connection only for its one
-  statement (a fraction of a millisecond), so a few connections keep a worker's core busy,
-  and every pooled connection is a PostgreSQL backend of its own (memory). All pools together
-  stay within the connection budget: PostgreSQL's ``max_connections`` less what migrations,
-  command lines and superusers need.
+* **Database pools** are per worker and small, since every pooled connection is a PostgreSQL
+  backend of its own (memory): one connection per items worker (a request holds it for one
+  statement); for auth one kept and one more per hashing thread, closed when returned. All
+  pools together stay within the connection budget: PostgreSQL's ``max_connections`` less
+  what migrations, command lines and superusers need.
 
 Everything here can be overridden: the environment wins over these values, and ``devstack
 run --workers N`` sets both services' worker counts.
@@ -32,9 +32,10 @@ RESERVED_CONNECTIONS = 13
 # so one connection keeps a worker's core busy: while it runs a statement, the worker parses
 # and renders the other requests (and the background refreshes borrow it for a millisecond).
 # auth-service: a login takes its hashing slot before it touches the database, then holds its
-# connection while the hash is computed, so its pool keeps one per hashing thread and as many
-# again under a burst (overflow connections are closed when returned: idle ones are PostgreSQL
-# backends kept for nothing).
+# connection while the hash is computed, so it needs a connection per hashing thread at once,
+# and one more for its background loops. It keeps one idle (an idle pooled connection is a
+# PostgreSQL backend kept for nothing); the others are overflow, closed when returned, and
+# opening one costs a few milliseconds beside a hash's few hundred.
 ITEMS_POOL = 1
 
 
@@ -99,9 +100,9 @@ def size_stack(
         raise ValueError("a service needs at least one worker")
     hashing = max(1, cores // auth)
     items_pool, items_overflow = ITEMS_POOL, 0
-    auth_pool = auth_overflow = hashing
-    # Within the budget: give up auth's overflow, then shrink its pool (down to one
-    # connection per worker) rather than fail to start.
+    auth_pool, auth_overflow = 1, hashing
+    # Within the budget: give up auth's overflow (down to one connection per worker) rather
+    # than fail to start.
     budget = max(max_connections - RESERVED_CONNECTIONS, auth + items)
 
     def connections() -> int:
@@ -109,8 +110,6 @@ def size_stack(
 
     while connections() > budget and auth_overflow > 0:
         auth_overflow -= 1
-    while connections() > budget and auth_pool > 1:
-        auth_pool -= 1
     return Sizing(
         cores=cores,
         auth_workers=auth,
