@@ -45,6 +45,21 @@ def worker_pids(master_pid: int) -> list[int]:
     return sorted(workers) or [master_pid]
 
 
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def rss_total_mb(pids: Iterable[int]) -> tuple[int, float]:
+    """(processes, MiB): the sum of ``VmRSS`` of the distinct ``pids`` still alive."""
+    values = [v for v in (rss_mb(pid) for pid in set(pids)) if v is not None]
+    return len(values), sum(values)
+
+
 def rss_mb(pid: int) -> float | None:
     """Resident memory of ``pid`` in MiB (``VmRSS``), ``None`` if it is gone."""
     try:
@@ -121,6 +136,15 @@ def descendants(pid: int) -> list[int]:
     for child in _children(pid):
         out += descendants(child)
     return out
+
+
+def busy_cores(seconds: float) -> float:
+    """How many cores the whole machine kept busy during the next ``seconds``."""
+    busy0, total0 = machine_cpu_seconds()
+    time.sleep(seconds)
+    busy1, total1 = machine_cpu_seconds()
+    wall = (total1 - total0) / (os.cpu_count() or 1)
+    return (busy1 - busy0) / wall if wall else 0.0
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
