@@ -40,6 +40,9 @@ class SideBySide:
     login_duration: float = 20.0
     login_rounds: int = 1
     timeout: float = 30.0
+    # After the warm-up, until the loaded system is idle again (at most): logins the warm-up
+    # left queued would otherwise eat into the measured run.
+    settle_timeout: float = 20.0
     # Items the peer's bench user owns (run.sh seed), and that (a) lists.
     items: int = 100
     peer_workers: int = 2
@@ -99,7 +102,12 @@ class BenchOptions:
             data_dir=data_dir,
             output_dir=data_dir,
             side_by_side=SideBySide(
-                warmup=1.0, duration=2.0, rounds=1, login_duration=3.0, timeout=10.0
+                warmup=1.0,
+                duration=2.0,
+                rounds=1,
+                login_duration=5.0,
+                timeout=10.0,
+                settle_timeout=5.0,
             ),
         )
         return replace(smoke, **overrides)  # type: ignore[arg-type]

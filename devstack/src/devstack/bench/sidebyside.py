@@ -206,6 +206,8 @@ def measure(
 
     if options.warmup:
         run(options.warmup, f"{name}-warmup")
+        pids = [pid for pids in system.components().values() for pid in pids]
+        probes.wait_idle(pids, timeout=options.settle_timeout)
     cpu_before = _cpu(system.components())
     wrk_before = _children_cpu()
     busy_before, total_before = probes.machine_cpu_seconds()
