@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from devstack.bench import probes
+from devstack.bench.errors import BenchError
 from devstack.bench.options import SideBySide
 from devstack.bench.wrk import Workload, Wrk
 
@@ -264,7 +265,9 @@ def run_side_by_side(
         for round_no in range(1, rounds + 1):
             for system in systems:
                 if not system.healthy():
-                    raise RuntimeError(f"{system.name} stopped answering during the runs")
+                    raise BenchError(
+                        f"{system.name} stopped answering during the side-by-side runs"
+                    )
                 entry = measure(wrk, system, scenario, round_no, options)
                 runs.append(entry)
                 say(
