@@ -428,3 +428,26 @@ def test_markdown_links_the_charts(
     markdown = render_markdown(results, charts={"growth.png": "benchmarks/growth.png"})
     assert "![latency and req/s against the item count](benchmarks/growth.png)" in markdown
     assert "ratio.png" not in markdown
+
+
+def test_peer_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from devstack.bench.command import options_from
+    from devstack.cli import _parser
+    from devstack.config import repo_root
+
+    monkeypatch.delenv("PEER_HARNESS", raising=False)
+    plain = options_from(_parser().parse_args(["bench"]))
+    assert plain.template_git is None
+    assert (
+        plain.peer_harness
+        == (repo_root() / "../shared/peer-bench/peer-fullstack-template/run.sh").resolve()
+    )
+    assert plain.side_by_side.rounds == 2
+    assert plain.side_by_side.duration == 15.0
+    monkeypatch.setenv("PEER_HARNESS", str(tmp_path / "run.sh"))
+    args = _parser().parse_args(["bench", "--smoke", "--template-git", str(tmp_path)])
+    smoke = options_from(args)
+    assert smoke.template_git == tmp_path
+    assert smoke.peer_harness == tmp_path / "run.sh"
+    assert smoke.charts_dir == smoke.output_dir / "benchmarks-smoke"
+    assert smoke.side_by_side.duration < 5

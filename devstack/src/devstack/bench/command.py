@@ -117,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             results = with_checks(run_bench(options, report=_say))
+        except KeyboardInterrupt:
+            _say("bench: interrupted; the stack and the peer were stopped, nothing written")
+            return 130
         finally:
             signal.signal(signal.SIGTERM, previous)
         json_path = options.output_dir / options.json_name
@@ -133,7 +136,16 @@ def run(args: argparse.Namespace) -> int:
     _say(f"wrote {md_path}")
     table = ratio_table(results)
     if table:
-        _say("\nours / peer, same run:\n" + "\n".join(table) + "\n")
+        _say("\nours / peer, same run:\n" + "\n".join(table))
+    noise = (results.get("side_by_side") or {}).get("noise")
+    if noise:
+        others = [r["other_cores"] for r in results["side_by_side"]["runs"]]
+        _say(
+            f"machine noise: {noise['idle_busy_cores_before']:.2f} cores busy with the systems "
+            f"idle before the runs, {noise['idle_busy_cores_after']:.2f} after; other CPU "
+            f"during the runs {min(others, default=0):.2f} to {max(others, default=0):.2f} "
+            "cores\n"
+        )
     for check in results["targets"]:
         if check.get("info"):
             mark = "info  "
