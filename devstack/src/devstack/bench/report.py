@@ -219,7 +219,7 @@ def _side_section(results: dict[str, Any], charts: dict[str, str]) -> list[str]:
     lines = [
         intro,
         f"Each run: `wrk -t{cfg['threads']} -c{cfg['connections']}`, a {cfg['warmup']:g} s "
-        f"warm-up, then {cfg['duration']:g} s, {cfg['rounds']} rounds per system; logins at "
+        f"warm-up, then {cfg['duration']:g} s, {cfg['rounds']} round(s) per system; logins at "
         f"`-c{cfg['login_connections']}` for {cfg['login_duration']:g} s, "
         f"{cfg['login_rounds']} round. Medians of the rounds.",
         "",

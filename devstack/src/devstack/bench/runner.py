@@ -508,6 +508,8 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
             verify_seconds = probes.bcrypt_verify_seconds(bcrypt_rounds)
             report(f"bcrypt verify (cost {bcrypt_rounds}): {verify_seconds * 1000:.0f} ms")
             if peer is not None:
+                # Chosen now that this stack's ports are taken (setup bound only PGPORT).
+                peer.port = free_port()
                 peer.step("start")
                 peer.step("seed")
             report("side by side" + (" with the peer" if peer else " (no peer: ours alone)"))
