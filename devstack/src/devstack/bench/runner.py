@@ -513,7 +513,9 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
                 peer.step("start")
                 peer.step("seed")
             report("side by side" + (" with the peer" if peer else " (no peer: ours alone)"))
+            side_started = time.monotonic()
             side = run.side_by_side(seeded, peer)
+            side["elapsed_s"] = round(time.monotonic() - side_started, 1)
             if peer is not None:
                 peer.stop()
             run.run_rounds(seeded)
@@ -533,11 +535,14 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
     finally:
         if peer is not None:
             peer.stop()
+    run_elapsed = time.time() - wall_started
     cores = os.cpu_count() or 1
     max_age = int(effective.get("AUTH_JWKS_MAX_AGE_SECONDS") or 300)
     results: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_started)),
         "mode": "smoke" if options.smoke else "full",
+        # The whole run, peer build and stack start included (budget: about 25 minutes).
+        "elapsed_s": round(run_elapsed, 1),
         "machine": machine,
         "config": {
             "workers_per_service": config.workers,
