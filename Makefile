@@ -41,8 +41,10 @@ $(UV):
 
 install: .venv/.synced ## Install uv (if missing) and every dependency from uv.lock
 
+# The launcher runs straight from the venv (`install` synced it): a `uv run` parent would stay
+# resident for the stack's whole life.
 run: install ## Run the whole stack locally (gateway on http://127.0.0.1:8080)
-	$(UV) run --locked devstack run
+	.venv/bin/devstack run
 
 superuser: install ## An administrator of the stack `make run` started: ADMIN=name ADMIN_EMAIL=email (password: prompted, or piped on stdin)
 	@test -n "$(ADMIN)" -a -n "$(ADMIN_EMAIL)" || { echo "usage: make superuser ADMIN=name ADMIN_EMAIL=email" >&2; exit 2; }
@@ -68,7 +70,7 @@ e2e: install ## End-to-end suite through the gateway (starts the stack unless E2
 	$(PYTEST) tests-e2e/tests
 
 # Suites whose tests are typed as strictly as src/ (the others are not yet: see the README).
-TEST_SUITES := tests-e2e
+TEST_SUITES := tests-e2e shared devstack auth-service
 
 lint: install k8s-lint ## ruff check, ruff format --check, mypy (src and tests); the Kubernetes manifests
 	$(UV) run --locked ruff check .
@@ -76,8 +78,12 @@ lint: install k8s-lint ## ruff check, ruff format --check, mypy (src and tests);
 	$(UV) run --locked mypy shared/src auth-service/src items-service/src devstack/src tests-e2e/src
 	@# Each suite's tests are checked like src/, one run per suite: every suite has its own
 	@# top-level `tests` package and `conftest` module, which one mypy run cannot tell apart.
+	@# A tests/ without __init__.py is on sys.path under pytest (its helper modules are imported
+	@# by bare name, `from svckit_support import ...`), so it is on mypy's path as well.
 	@set -e; for suite in $(TEST_SUITES); do \
-	  echo "mypy $$suite/tests"; (cd $$suite && $(abspath $(UV)) run --locked mypy --config-file ../pyproject.toml tests); \
+	  echo "mypy $$suite/tests"; \
+	  (cd $$suite && if [ -f tests/__init__.py ]; then unset MYPYPATH; else export MYPYPATH=tests; fi; \
+	    $(abspath $(UV)) run --locked mypy --config-file ../pyproject.toml tests); \
 	done
 
 $(CHECKOV):

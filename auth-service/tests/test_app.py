@@ -1,12 +1,15 @@
+from typing import Any
+
+import httpx
 import pytest
 
 from svckit.testing.servers import free_port
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, AppContext
 from .helpers import bearer, user_with_token
 
 
-async def test_root_welcomes_with_links_to_the_docs(client):
+async def test_root_welcomes_with_links_to_the_docs(client: httpx.AsyncClient) -> None:
     response = await client.get("/")
     assert response.status_code == 200
     body = response.json()
@@ -14,7 +17,7 @@ async def test_root_welcomes_with_links_to_the_docs(client):
     assert "message" in body
 
 
-async def test_docs_and_openapi_live_under_the_gateway_paths(client):
+async def test_docs_and_openapi_live_under_the_gateway_paths(client: httpx.AsyncClient) -> None:
     docs = await client.get("/docs/auth")
     assert docs.status_code == 200
     assert "/openapi/auth.json" in docs.text
@@ -37,21 +40,21 @@ async def test_docs_and_openapi_live_under_the_gateway_paths(client):
     assert (await client.get("/openapi.json")).status_code == 404
 
 
-async def test_health_and_readiness(client):
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "signing_key": "ok"}
 
 
-async def test_request_ids_are_echoed_or_generated(client):
+async def test_request_ids_are_echoed_or_generated(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
     generated = await client.get("/healthz")
     assert len(generated.headers["x-request-id"]) == 32
 
 
-async def test_errors_use_the_envelope(client):
+async def test_errors_use_the_envelope(client: httpx.AsyncClient) -> None:
     response = await client.get("/nowhere", headers={"X-Request-ID": "rid-1"})
     assert response.status_code == 404
     assert response.json() == {
@@ -63,14 +66,16 @@ async def test_errors_use_the_envelope(client):
     }
 
 
-async def test_metrics_are_exposed(client):
+async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
     await client.get("/healthz")
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200
     assert "http_requests_total" in metrics.text
 
 
-async def test_cors_is_off_by_default_and_configurable(client, app_context):
+async def test_cors_is_off_by_default_and_configurable(
+    client: httpx.AsyncClient, app_context: AppContext
+) -> None:
     preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
     response = await client.options("/auth/token", headers=preflight)
     assert "access-control-allow-origin" not in response.headers
@@ -79,7 +84,7 @@ async def test_cors_is_off_by_default_and_configurable(client, app_context):
     assert response.headers["access-control-allow-origin"] == "https://app.example.com"
 
 
-async def test_a_database_outage_answers_503_never_500(app_context):
+async def test_a_database_outage_answers_503_never_500(app_context: AppContext) -> None:
     dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/auth"
     async with app_context(use_database=False, database_url=dead) as (_, client):
         assert (await client.get("/healthz")).status_code == 200
@@ -151,7 +156,9 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), MALFORMED)
-async def test_malformed_requests_are_4xx(client, method, path, kwargs):
+async def test_malformed_requests_are_4xx(
+    client: httpx.AsyncClient, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
     response = await client.request(method, path, **kwargs)
     assert 400 <= response.status_code < 500, response.text
     body = response.json()
@@ -160,7 +167,9 @@ async def test_malformed_requests_are_4xx(client, method, path, kwargs):
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), MALFORMED)
-async def test_malformed_requests_with_a_valid_token_are_4xx(client, method, path, kwargs):
+async def test_malformed_requests_with_a_valid_token_are_4xx(
+    client: httpx.AsyncClient, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
     _, tokens = await user_with_token(client)
     headers = {**kwargs.get("headers", {}), **bearer(tokens["access_token"])}
     response = await client.request(method, path, **{**kwargs, "headers": headers})

@@ -3,12 +3,14 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import Executable, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_service import cli
@@ -28,7 +30,7 @@ def run_cli(*argv: str) -> int:
 
 
 @pytest.fixture
-def cli_env(monkeypatch, fresh_database_url, redis_url):
+def cli_env(monkeypatch: pytest.MonkeyPatch, fresh_database_url: str, redis_url: str) -> str:
     for name in list(os.environ):
         if name.startswith("AUTH_"):
             monkeypatch.delenv(name)
@@ -39,7 +41,7 @@ def cli_env(monkeypatch, fresh_database_url, redis_url):
     return fresh_database_url
 
 
-async def fetch(url, query):
+async def fetch(url: str, query: Executable) -> Sequence[Any]:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
@@ -48,7 +50,11 @@ async def fetch(url, query):
         await engine.dispose()
 
 
-async def test_migrate_builds_an_empty_database(monkeypatch, database_factory, capsys):
+async def test_migrate_builds_an_empty_database(
+    monkeypatch: pytest.MonkeyPatch,
+    database_factory: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     url = asyncpg_url(database_factory("authcli"))
     monkeypatch.setenv("AUTH_DATABASE_URL", url)
     assert await asyncio.to_thread(run_cli, "migrate") == 0
@@ -57,7 +63,9 @@ async def test_migrate_builds_an_empty_database(monkeypatch, database_factory, c
     assert await asyncio.to_thread(run_cli, "migrate") == 0  # idempotent
 
 
-async def test_create_superuser_from_the_environment(cli_env, monkeypatch, capsys):
+async def test_create_superuser_from_the_environment(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     username = unique("root")
     monkeypatch.setenv("AUTH_SUPERUSER_PASSWORD", PASSWORD)
     code = await asyncio.to_thread(
@@ -85,7 +93,9 @@ async def test_create_superuser_from_the_environment(cli_env, monkeypatch, capsy
     assert ok == 0
 
 
-async def test_create_superuser_applies_the_password_policy(cli_env, monkeypatch, capsys):
+async def test_create_superuser_applies_the_password_policy(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AUTH_SUPERUSER_PASSWORD", "weak")
     code = await asyncio.to_thread(
         run_cli, "create-superuser", "--username", unique(), "--email", f"{unique()}@e.com"
@@ -98,7 +108,9 @@ async def test_create_superuser_applies_the_password_policy(cli_env, monkeypatch
     assert "weak" not in err.replace("password rejected", "")  # never echoed
 
 
-async def test_create_superuser_reads_stdin(cli_env, monkeypatch, capsys):
+async def test_create_superuser_reads_stdin(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("AUTH_SUPERUSER_PASSWORD", raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
     username = unique("stdin")
@@ -114,7 +126,9 @@ async def test_create_superuser_reads_stdin(cli_env, monkeypatch, capsys):
     assert code == 0, capsys.readouterr().err
 
 
-async def test_create_superuser_without_a_password_source_fails(cli_env, monkeypatch, capsys):
+async def test_create_superuser_without_a_password_source_fails(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("AUTH_SUPERUSER_PASSWORD", raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     code = await asyncio.to_thread(
@@ -124,13 +138,13 @@ async def test_create_superuser_without_a_password_source_fails(cli_env, monkeyp
     assert "AUTH_SUPERUSER_PASSWORD" in capsys.readouterr().err
 
 
-def test_a_password_argument_is_not_accepted(capsys):
+def test_a_password_argument_is_not_accepted(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         cli.run(["create-superuser", "--username", "a", "--email", "a@b.c", "--password", "x"])
     assert caught.value.code == 2
 
 
-async def test_rotate_and_list_keys(cli_env, capsys):
+async def test_rotate_and_list_keys(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     before = await fetch(cli_env, select(SigningKey.kid))
     assert await asyncio.to_thread(run_cli, "rotate-keys") == 0
     out = capsys.readouterr().out
@@ -145,7 +159,12 @@ async def test_rotate_and_list_keys(cli_env, capsys):
     assert "signing" in listing
 
 
-async def test_relay_outbox_once(cli_env, redis_url, monkeypatch, capsys):
+async def test_relay_outbox_once(
+    cli_env: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from auth_service import outbox
     from auth_service.db import Database
     from auth_service.settings import Settings
@@ -166,10 +185,12 @@ async def test_relay_outbox_once(cli_env, redis_url, monkeypatch, capsys):
     try:
         assert [f["user_id"] for _, f in await redis.xrange(stream)] == ["99"]
     finally:
-        await redis.aclose()
+        await redis.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
 
 
-async def test_an_unreachable_database_is_a_one_line_error(monkeypatch, capsys):
+async def test_an_unreachable_database_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AUTH_DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     assert await asyncio.to_thread(run_cli, "list-keys") == 1
     err = capsys.readouterr().err
@@ -177,7 +198,7 @@ async def test_an_unreachable_database_is_a_one_line_error(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-def test_the_console_script_runs():
+def test_the_console_script_runs() -> None:
     script = Path(sys.executable).parent / "auth-service"
     result = subprocess.run(
         [str(script), "--help"], capture_output=True, text=True, timeout=60, check=False
@@ -187,7 +208,9 @@ def test_the_console_script_runs():
         assert command in result.stdout
 
 
-async def test_reencrypt_keys(cli_env, monkeypatch, capsys):
+async def test_reencrypt_keys(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AUTH_KEY_PASSPHRASE", "first-long-passphrase-1")
     assert await asyncio.to_thread(run_cli, "reencrypt-keys") == 0
     assert "now encrypted" in capsys.readouterr().out  # the template's plain key
@@ -203,8 +226,8 @@ async def test_reencrypt_keys(cli_env, monkeypatch, capsys):
 
 
 async def test_create_superuser_reads_a_piped_password_without_the_flag(
-    cli_env, monkeypatch, capsys
-):
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("AUTH_SUPERUSER_PASSWORD", raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
     username = unique("piped")
@@ -216,7 +239,9 @@ async def test_create_superuser_reads_a_piped_password_without_the_flag(
     assert rows == [(True,)]
 
 
-async def test_clients_create_list_rotate_delete(cli_env, capsys, caplog):
+async def test_clients_create_list_rotate_delete(
+    cli_env: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     code = await asyncio.to_thread(
         run_cli,
         "clients",
@@ -250,7 +275,9 @@ async def test_clients_create_list_rotate_delete(cli_env, capsys, caplog):
     assert "no client" in capsys.readouterr().err
 
 
-async def test_clients_create_refuses_unknown_scopes(cli_env, capsys):
+async def test_clients_create_refuses_unknown_scopes(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit):
         await asyncio.to_thread(
             run_cli,
@@ -265,7 +292,9 @@ async def test_clients_create_refuses_unknown_scopes(cli_env, capsys):
         )
 
 
-async def test_reencrypt_keys_reseals_totp_secrets(cli_env, monkeypatch, capsys):
+async def test_reencrypt_keys_reseals_totp_secrets(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from datetime import UTC, datetime
 
     from sqlalchemy import insert

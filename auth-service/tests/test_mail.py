@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -87,7 +88,9 @@ def test_messages_have_text_and_escaped_html() -> None:
     assert "&lt;b&gt;eve&lt;/b&gt;" in html.get_content()
 
 
-async def test_maintenance_prunes_finished_mail_but_keeps_dead_and_pending(database) -> None:
+async def test_maintenance_prunes_finished_mail_but_keeps_dead_and_pending(
+    database: Database,
+) -> None:
     old = datetime.now(UTC) - timedelta(days=8)
     async with database.transaction() as session:
         rows = {}
@@ -109,7 +112,9 @@ async def test_maintenance_prunes_finished_mail_but_keeps_dead_and_pending(datab
     assert left == {outbox.DEAD, outbox.PENDING}
 
 
-async def test_two_relays_never_send_one_message_twice(make_settings, fresh_database_url) -> None:
+async def test_two_relays_never_send_one_message_twice(
+    make_settings: Callable[..., Settings], fresh_database_url: str
+) -> None:
     smtp = SmtpServer()
     await smtp.start()
     settings = make_settings(database_url=fresh_database_url, smtp_url=smtp.url, mail_batch_size=7)

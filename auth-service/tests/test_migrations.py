@@ -1,10 +1,13 @@
 """The migrations against an empty database: upgrade, downgrade, upgrade again, and the models
 agree with them (autogenerate finds nothing to do)."""
 
+from collections.abc import Callable
+from typing import Any
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from auth_service import migrator
 from auth_service.models import Base
@@ -26,12 +29,12 @@ TABLES = {
 }
 
 
-async def tables(engine):
+async def tables(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
         return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
 
 
-async def model_diff(engine):
+async def model_diff(engine: AsyncEngine) -> list[Any]:
     async with engine.connect() as conn:
         return await conn.run_sync(
             lambda sync: compare_metadata(
@@ -43,7 +46,9 @@ async def model_diff(engine):
         )
 
 
-async def test_upgrade_downgrade_upgrade_and_no_model_drift(database_factory):
+async def test_upgrade_downgrade_upgrade_and_no_model_drift(
+    database_factory: Callable[[str], str],
+) -> None:
     engine = create_async_engine(asyncpg_url(database_factory("authmig")))
     try:
         assert await tables(engine) == set()

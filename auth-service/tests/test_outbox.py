@@ -1,5 +1,6 @@
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 import pytest
@@ -13,28 +14,30 @@ from auth_service.models import OutboxEvent
 from auth_service.settings import Settings
 from svckit.testing.servers import EmbeddedRedis
 
-from .conftest import FakeClock, unique
+from .conftest import AppContext, FakeClock, unique
 from .helpers import bearer, user_with_token
 
 
 @pytest.fixture
-async def redis(redis_url):
+async def redis(redis_url: str) -> AsyncIterator["Redis[str]"]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
-    await client.aclose()
+    await client.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
 
 
-async def add_events(database, user_ids):
+async def add_events(database: Database, user_ids: Iterable[int]) -> None:
     async with database.transaction() as session:
         for user_id in user_ids:
             await outbox.add_user_deleted(session, user_id, now=datetime.now(UTC))
 
 
-async def stream_user_ids(redis, stream):
+async def stream_user_ids(redis: "Redis[str]", stream: str) -> list[int]:
     return [int(fields["user_id"]) for _, fields in await redis.xrange(stream)]
 
 
-async def test_relay_publishes_the_documented_fields_once(database, redis):
+async def test_relay_publishes_the_documented_fields_once(
+    database: Database, redis: "Redis[str]"
+) -> None:
     stream = unique("events")
     await add_events(database, [41])
     assert (
@@ -49,8 +52,9 @@ async def test_relay_publishes_the_documented_fields_once(database, redis):
     assert fields["user_id"] == "41"
     assert uuid.UUID(hex=fields["event_id"]).hex == fields["event_id"]
     occurred = datetime.fromisoformat(fields["occurred_at"])
-    assert occurred.utcoffset() is not None
-    assert occurred.utcoffset().total_seconds() == 0
+    offset = occurred.utcoffset()
+    assert offset is not None
+    assert offset.total_seconds() == 0
 
     # Marked published: a second run sends nothing.
     assert (
@@ -60,7 +64,7 @@ async def test_relay_publishes_the_documented_fields_once(database, redis):
     assert len(await redis.xrange(stream)) == 1
 
 
-async def test_relay_works_in_batches(database, redis):
+async def test_relay_works_in_batches(database: Database, redis: "Redis[str]") -> None:
     stream = unique("events")
     await add_events(database, range(1, 8))
     published = await outbox.relay_all(
@@ -71,8 +75,8 @@ async def test_relay_works_in_batches(database, redis):
 
 
 async def test_deletion_succeeds_while_redis_is_down_and_the_event_follows(
-    app_context, fresh_database_url
-):
+    app_context: AppContext, fresh_database_url: str
+) -> None:
     own_redis = EmbeddedRedis()
     redis_url = own_redis.start()
     stream = unique("events")
@@ -120,7 +124,9 @@ async def test_deletion_succeeds_while_redis_is_down_and_the_event_follows(
         own_redis.stop()
 
 
-async def test_concurrent_relays_never_publish_a_row_twice(fresh_database_url, redis):
+async def test_concurrent_relays_never_publish_a_row_twice(
+    fresh_database_url: str, redis: "Redis[str]"
+) -> None:
     """A relay holding rows (another replica mid-batch) is skipped, not waited for."""
     database = Database.from_settings(Settings(database_url=fresh_database_url))
     stream = unique("events")
@@ -164,7 +170,9 @@ async def test_concurrent_relays_never_publish_a_row_twice(fresh_database_url, r
         await database.dispose()
 
 
-async def test_the_background_relay_delivers_by_itself(app_context, fresh_database_url, redis):
+async def test_the_background_relay_delivers_by_itself(
+    app_context: AppContext, fresh_database_url: str, redis: "Redis[str]"
+) -> None:
     stream = unique("events")
     async with app_context(
         use_database=False,

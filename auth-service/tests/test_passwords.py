@@ -1,27 +1,31 @@
 import asyncio
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import bcrypt
 import pytest
 
 from auth_service.passwords import HashingBusy, PasswordHasher
 
+from .conftest import AppContext
+
 
 @pytest.fixture
-def hasher():
+def hasher() -> Iterator[PasswordHasher]:
     h = PasswordHasher(rounds=4, concurrency=2, queue_timeout=5)
     yield h
     h.close()
 
 
-async def test_hash_uses_bcrypt_sha256_and_verifies(hasher):
+async def test_hash_uses_bcrypt_sha256_and_verifies(hasher: PasswordHasher) -> None:
     hashed = await hasher.hash("Corr3ct-Horse!")
     assert hashed.startswith("$bcrypt-sha256$")
     assert (await hasher.verify("Corr3ct-Horse!", hashed)).ok
     assert not (await hasher.verify("corr3ct-Horse!", hashed)).ok
 
 
-async def test_passwords_sharing_their_first_72_bytes_are_different(hasher):
+async def test_passwords_sharing_their_first_72_bytes_are_different(hasher: PasswordHasher) -> None:
     prefix = "A" * 72
     hashed = await hasher.hash(prefix + "one")
     assert (await hasher.verify(prefix + "one", hashed)).ok
@@ -30,14 +34,16 @@ async def test_passwords_sharing_their_first_72_bytes_are_different(hasher):
 
 
 @pytest.mark.parametrize("length", [128, 512, 1024])
-async def test_long_passwords_work_whole(hasher, length):
+async def test_long_passwords_work_whole(hasher: PasswordHasher, length: int) -> None:
     password = ("Ab1!" * 300)[:length]
     hashed = await hasher.hash(password)
     assert (await hasher.verify(password, hashed)).ok
     assert not (await hasher.verify(password[:-1] + "?", hashed)).ok
 
 
-async def test_composed_and_decomposed_unicode_are_the_same_password(hasher):
+async def test_composed_and_decomposed_unicode_are_the_same_password(
+    hasher: PasswordHasher,
+) -> None:
     composed = "Caf\u00e9-P4ss!"
     decomposed = "Cafe\u0301-P4ss!"
     assert composed != decomposed
@@ -45,7 +51,7 @@ async def test_composed_and_decomposed_unicode_are_the_same_password(hasher):
     assert (await hasher.verify(composed, hashed)).ok
 
 
-async def test_sixty_four_four_byte_emoji(hasher):
+async def test_sixty_four_four_byte_emoji(hasher: PasswordHasher) -> None:
     password = "\U0001f600" * 64
     assert len(password.encode()) == 256
     hashed = await hasher.hash(password)
@@ -53,7 +59,7 @@ async def test_sixty_four_four_byte_emoji(hasher):
     assert not (await hasher.verify("\U0001f600" * 63 + "\U0001f601", hashed)).ok
 
 
-async def test_legacy_bcrypt_hash_verifies_and_is_upgraded(hasher):
+async def test_legacy_bcrypt_hash_verifies_and_is_upgraded(hasher: PasswordHasher) -> None:
     legacy = bcrypt.hashpw(b"Old-Passw0rd!", bcrypt.gensalt(4)).decode()
     result = await hasher.verify("Old-Passw0rd!", legacy)
     assert result.ok
@@ -63,7 +69,7 @@ async def test_legacy_bcrypt_hash_verifies_and_is_upgraded(hasher):
     assert not (await hasher.verify("wrong", legacy)).ok
 
 
-async def test_a_lower_cost_is_upgraded_but_a_higher_one_is_kept():
+async def test_a_lower_cost_is_upgraded_but_a_higher_one_is_kept() -> None:
     weak = PasswordHasher(rounds=4, concurrency=1, queue_timeout=5)
     current = PasswordHasher(rounds=5, concurrency=1, queue_timeout=5)
     strong = PasswordHasher(rounds=6, concurrency=1, queue_timeout=5)
@@ -77,30 +83,32 @@ async def test_a_lower_cost_is_upgraded_but_a_higher_one_is_kept():
 
 
 @pytest.mark.parametrize("stored", ["", "not-a-hash", "$2b$04$short", "$bcrypt-sha256$garbage"])
-async def test_a_corrupt_stored_hash_never_verifies(hasher, stored):
+async def test_a_corrupt_stored_hash_never_verifies(hasher: PasswordHasher, stored: str) -> None:
     assert not (await hasher.verify("anything", stored)).ok
 
 
-async def test_no_stored_hash_runs_a_dummy_verification(hasher):
-    calls = []
+async def test_no_stored_hash_runs_a_dummy_verification(
+    hasher: PasswordHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
     original = hasher._verify_and_update
 
-    def spy(password, hashed):
+    def spy(password: str, hashed: str) -> tuple[bool, str | None]:
         calls.append(hashed)
         return original(password, hashed)
 
-    hasher._verify_and_update = spy
+    monkeypatch.setattr(hasher, "_verify_and_update", spy)
     result = await hasher.verify("whatever", None)
     assert not result.ok
     assert len(calls) == 1
     assert calls[0].startswith("$bcrypt-sha256$")
 
 
-async def test_hashing_runs_off_the_event_loop():
+async def test_hashing_runs_off_the_event_loop() -> None:
     hasher = PasswordHasher(rounds=11, concurrency=1, queue_timeout=5)
     ticks = 0
 
-    async def ticker():
+    async def ticker() -> None:
         nonlocal ticks
         while True:
             await asyncio.sleep(0.005)
@@ -118,7 +126,7 @@ async def test_hashing_runs_off_the_event_loop():
     assert ticks >= 5  # the loop kept running meanwhile
 
 
-async def test_a_full_queue_answers_busy_quickly():
+async def test_a_full_queue_answers_busy_quickly() -> None:
     hasher = PasswordHasher(rounds=12, concurrency=1, queue_timeout=0.05)
     try:
         first = asyncio.create_task(hasher.hash("Corr3ct-Horse!"))
@@ -134,12 +142,12 @@ async def test_a_full_queue_answers_busy_quickly():
         hasher.close()
 
 
-async def test_concurrency_is_bounded():
+async def test_concurrency_is_bounded() -> None:
     hasher = PasswordHasher(rounds=8, concurrency=2, queue_timeout=30)
     running = peak = 0
     original = hasher._context.hash
 
-    def tracked(password):
+    def tracked(password: str) -> Any:  # passlib is untyped
         nonlocal running, peak
         running += 1
         peak = max(peak, running)
@@ -156,7 +164,9 @@ async def test_concurrency_is_bounded():
     assert peak == 2
 
 
-async def test_logins_beyond_the_hashing_queue_answer_503(app_context, fresh_database_url):
+async def test_logins_beyond_the_hashing_queue_answer_503(
+    app_context: AppContext, fresh_database_url: str
+) -> None:
     from .helpers import register
 
     async with app_context(
@@ -177,7 +187,7 @@ async def test_logins_beyond_the_hashing_queue_answer_503(app_context, fresh_dat
     assert busy.json()["code"] == "busy"
 
 
-async def test_a_held_slot_is_reused_inside_and_makes_others_wait():
+async def test_a_held_slot_is_reused_inside_and_makes_others_wait() -> None:
     hasher = PasswordHasher(rounds=4, concurrency=1, queue_timeout=0.05)
     try:
         async with hasher.slot():
@@ -193,10 +203,11 @@ async def test_a_held_slot_is_reused_inside_and_makes_others_wait():
 
 
 async def test_logins_waiting_for_a_hashing_slot_hold_no_database_connection(
-    app_context, fresh_database_url
-):
+    app_context: AppContext, fresh_database_url: str
+) -> None:
     """A login flood must not drain the pool every other request needs."""
-    from .helpers import PASSWORD, register
+    from .conftest import PASSWORD
+    from .helpers import register
 
     async with app_context(
         use_database=False,

@@ -1,20 +1,23 @@
 import asyncio
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth_service.models import RefreshFamily, RefreshToken, User
 from auth_service.refresh import token_hash
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, AppContext, FakeClock
 from .helpers import bearer, login, register, user_with_token
 
 
-async def refresh(client, token):
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
     return await client.post("/auth/refresh", json={"refresh_token": token})
 
 
-async def test_refresh_returns_a_new_pair(client):
+async def test_refresh_returns_a_new_pair(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     response = await refresh(client, tokens["refresh_token"])
     assert response.status_code == 200
@@ -26,14 +29,18 @@ async def test_refresh_returns_a_new_pair(client):
     assert me.status_code == 200
 
 
-async def test_tokens_are_stored_only_as_hashes(client, connection):
+async def test_tokens_are_stored_only_as_hashes(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, tokens = await user_with_token(client)
     stored = (await connection.execute(select(RefreshToken.token_hash))).scalars().all()
     assert token_hash(tokens["refresh_token"]) in stored
     assert tokens["refresh_token"].encode() not in stored
 
 
-async def test_reuse_of_a_used_token_revokes_the_family(client, connection):
+async def test_reuse_of_a_used_token_revokes_the_family(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, tokens = await user_with_token(client)
     first = tokens["refresh_token"]
     second = (await refresh(client, first)).json()["refresh_token"]
@@ -48,7 +55,7 @@ async def test_reuse_of_a_used_token_revokes_the_family(client, connection):
     assert "reuse" in reasons
 
 
-async def test_reuse_revokes_only_that_family(client):
+async def test_reuse_revokes_only_that_family(client: httpx.AsyncClient) -> None:
     user, tokens = await user_with_token(client)
     other_session = await login(client, user["username"])
     await refresh(client, tokens["refresh_token"])
@@ -57,19 +64,21 @@ async def test_reuse_revokes_only_that_family(client):
 
 
 @pytest.mark.parametrize("token", ["unknown-token", "x" * 512])
-async def test_unknown_tokens_are_401(client, token):
+async def test_unknown_tokens_are_401(client: httpx.AsyncClient, token: str) -> None:
     assert (await refresh(client, token)).status_code == 401
 
 
 @pytest.mark.parametrize(
     "body", [{}, {"refresh_token": ""}, {"refresh_token": "x" * 513}, {"refresh_token": 5}, []]
 )
-async def test_malformed_bodies_are_422(client, body):
+async def test_malformed_bodies_are_422(client: httpx.AsyncClient, body: Any) -> None:
     response = await client.post("/auth/refresh", json=body)
     assert response.status_code == 422
 
 
-async def test_the_family_has_an_absolute_lifetime(app_context, clock):
+async def test_the_family_has_an_absolute_lifetime(
+    app_context: AppContext, clock: FakeClock
+) -> None:
     async with app_context(refresh_token_ttl_seconds=3600) as (_, client):
         _, tokens = await user_with_token(client)
         clock.advance(1800)
@@ -78,13 +87,15 @@ async def test_the_family_has_an_absolute_lifetime(app_context, clock):
         assert (await refresh(client, token)).status_code == 401
 
 
-async def test_inactive_users_cannot_refresh(client, connection):
+async def test_inactive_users_cannot_refresh(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     user, tokens = await user_with_token(client)
     await connection.execute(update(User).where(User.id == user["id"]).values(is_active=False))
     assert (await refresh(client, tokens["refresh_token"])).status_code == 401
 
 
-async def test_a_password_change_revokes_every_family(client):
+async def test_a_password_change_revokes_every_family(client: httpx.AsyncClient) -> None:
     user, tokens = await user_with_token(client)
     other = await login(client, user["username"])
     response = await client.put(
@@ -97,7 +108,9 @@ async def test_a_password_change_revokes_every_family(client):
     assert (await refresh(client, other["refresh_token"])).status_code == 401
 
 
-async def test_deactivation_revokes_every_family(client, connection):
+async def test_deactivation_revokes_every_family(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     from .helpers import admin_with_token
 
     user, tokens = await user_with_token(client)
@@ -111,8 +124,8 @@ async def test_deactivation_revokes_every_family(client, connection):
 
 
 async def test_concurrent_refreshes_with_one_token_exactly_one_wins(
-    app_context, fresh_database_url
-):
+    app_context: AppContext, fresh_database_url: str
+) -> None:
     # Real commits and row locks: the app owns an engine on a database of its own.
     async with app_context(use_database=False, database_url=fresh_database_url) as (_, client):
         user = await register(client)

@@ -1,14 +1,22 @@
 import httpx
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_service.password_policy import PasswordPolicy
 from auth_service.seed import generated_password, seed
+from svckit.tokens import TokenVerifier
 
 
-def gateway(auth_app, verifier, created, throttle_first_login=False):
+def gateway(
+    auth_app: ASGIApp,
+    verifier: TokenVerifier,
+    created: list[tuple[int, str]],
+    throttle_first_login: bool = False,
+) -> ASGIApp:
     """One ASGI app routing like the gateway: /items to a stand-in that checks the token with
     the real verifier, everything else to the real auth-service app."""
     state = {"logins": 0}
@@ -22,7 +30,7 @@ def gateway(auth_app, verifier, created, throttle_first_login=False):
 
     items = Starlette(routes=[Route("/items/", create_item, methods=["POST"])])
 
-    async def app(scope, receive, send):
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/items"):
             await items(scope, receive, send)
             return
@@ -36,8 +44,8 @@ def gateway(auth_app, verifier, created, throttle_first_login=False):
     return app
 
 
-async def test_seed_creates_users_and_items_through_the_api(app):
-    created = []
+async def test_seed_creates_users_and_items_through_the_api(app: FastAPI) -> None:
+    created: list[tuple[int, str]] = []
     transport = httpx.ASGITransport(app=gateway(app, app.state.runtime.verifier, created))
     password = generated_password()
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
@@ -53,11 +61,11 @@ async def test_seed_creates_users_and_items_through_the_api(app):
         assert again.items == 2
 
 
-async def test_seed_waits_out_rate_limits(app):
-    created = []
-    sleeps = []
+async def test_seed_waits_out_rate_limits(app: FastAPI) -> None:
+    created: list[tuple[int, str]] = []
+    sleeps: list[float] = []
 
-    async def fake_sleep(seconds):
+    async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
     transport = httpx.ASGITransport(
@@ -71,6 +79,6 @@ async def test_seed_waits_out_rate_limits(app):
     assert report.items == 1
 
 
-def test_generated_passwords_satisfy_the_default_policy():
+def test_generated_passwords_satisfy_the_default_policy() -> None:
     for _ in range(20):
         assert PasswordPolicy().problems(generated_password(), username="alice") == []

@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -9,13 +10,13 @@ REAL_PASSPHRASE = "a-long-and-random-passphrase-1"
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("AUTH_") or name in ("REDIS_URL", "WEB_CONCURRENCY"):
             monkeypatch.delenv(name)
 
 
-def test_defaults_match_the_documented_conventions():
+def test_defaults_match_the_documented_conventions() -> None:
     settings = Settings()
     assert settings.database_url == "postgresql+asyncpg://postgres@127.0.0.1:5432/auth"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
@@ -32,7 +33,7 @@ def test_defaults_match_the_documented_conventions():
     assert settings.events_stream == "user-events"
 
 
-def test_reads_the_prefixed_environment(monkeypatch):
+def test_reads_the_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTH_DATABASE_URL", "postgresql://app@db:5432/auth")
     monkeypatch.setenv("AUTH_ISSUER", "https://api.example.com")
     monkeypatch.setenv("AUTH_ACCESS_TOKEN_TTL_SECONDS", "600")
@@ -44,43 +45,45 @@ def test_reads_the_prefixed_environment(monkeypatch):
     assert settings.cors_origins == ["https://app.example.com"]
 
 
-def test_redis_url_is_shared_and_the_prefixed_name_overrides(monkeypatch):
+def test_redis_url_is_shared_and_the_prefixed_name_overrides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://shared:6379/1")
     assert Settings().redis_url == "redis://shared:6379/1"
     monkeypatch.setenv("AUTH_REDIS_URL", "redis://own:6379/2")
     assert Settings().redis_url == "redis://own:6379/2"
 
 
-def test_fields_can_be_passed_by_name():
+def test_fields_can_be_passed_by_name() -> None:
     assert Settings(redis_url="redis://x:1/0").redis_url == "redis://x:1/0"
 
 
-def test_rejects_a_non_postgres_database_url():
+def test_rejects_a_non_postgres_database_url() -> None:
     with pytest.raises(ValidationError):
         Settings(database_url="sqlite:///auth.db")
 
 
 @pytest.mark.parametrize("passphrase", [None, "changeme", "secret", "  Password  "])
-def test_production_refuses_a_missing_or_placeholder_passphrase(passphrase):
+def test_production_refuses_a_missing_or_placeholder_passphrase(passphrase: str | None) -> None:
     with pytest.raises(ValidationError, match="AUTH_KEY_PASSPHRASE"):
         Settings(environment="production", key_passphrase=passphrase)
 
 
-def test_production_refuses_a_short_passphrase():
+def test_production_refuses_a_short_passphrase() -> None:
     with pytest.raises(ValidationError, match="at least 16"):
         Settings(environment="production", key_passphrase="short-but-real")
 
 
-def test_production_accepts_a_real_passphrase():
+def test_production_accepts_a_real_passphrase() -> None:
     settings = Settings(environment="production", key_passphrase=REAL_PASSPHRASE)
     assert settings.passphrase_bytes() == REAL_PASSPHRASE.encode()
 
 
-def test_development_needs_no_passphrase():
+def test_development_needs_no_passphrase() -> None:
     assert Settings(environment="development").passphrase_bytes() is None
 
 
-def test_activation_delay_must_cover_the_jwks_max_age():
+def test_activation_delay_must_cover_the_jwks_max_age() -> None:
     with pytest.raises(ValidationError, match="KEY_ACTIVATION_DELAY"):
         Settings(jwks_max_age_seconds=300, key_activation_delay_seconds=299)
     default = Settings(jwks_max_age_seconds=300, key_reload_seconds=30)
@@ -88,7 +91,7 @@ def test_activation_delay_must_cover_the_jwks_max_age():
     assert Settings(key_activation_delay_seconds=900).activation_delay_seconds == 900
 
 
-def test_key_retention_covers_token_lifetime_reload_and_leeway():
+def test_key_retention_covers_token_lifetime_reload_and_leeway() -> None:
     settings = Settings(access_token_ttl_seconds=600, key_reload_seconds=30)
     assert settings.key_retention_seconds == 600 + 30 + 60
 
@@ -104,12 +107,14 @@ def test_key_retention_covers_token_lifetime_reload_and_leeway():
         ("password_min_length", 0),
     ],
 )
-def test_unsafe_values_are_refused(name, value):
+def test_unsafe_values_are_refused(name: str, value: Any) -> None:
     with pytest.raises(ValidationError):
         Settings(**{name: value})
 
 
-def test_hashing_threads_default_to_the_workers_share_of_the_cores(monkeypatch):
+def test_hashing_threads_default_to_the_workers_share_of_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
     assert Settings().hashing_threads == cores

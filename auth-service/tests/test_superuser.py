@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -16,14 +18,14 @@ from auth_service.passwords import PasswordHasher
 from auth_service.settings import Settings
 from auth_service.superuser import FirstSuperuserInvalid, ensure_first_superuser
 
-from .conftest import unique
+from .conftest import AppContext, unique
 
 PASSWORD = "F1rst-Admin-Passw0rd!"
 
 
-def first(make_settings, **overrides):
+def first(make_settings: Callable[..., Settings], **overrides: Any) -> Settings:
     name = unique("root")
-    values = {
+    values: dict[str, Any] = {
         "first_superuser": name,
         "first_superuser_email": f"{name}@example.com",
         "first_superuser_password": PASSWORD,
@@ -32,7 +34,9 @@ def first(make_settings, **overrides):
     return make_settings(**values)
 
 
-async def test_the_first_superuser_is_created_at_start_and_can_log_in(app_context, make_settings):
+async def test_the_first_superuser_is_created_at_start_and_can_log_in(
+    app_context: AppContext, make_settings: Callable[..., Settings]
+) -> None:
     settings = first(make_settings)
     overrides = {k: getattr(settings, k) for k in ("first_superuser", "first_superuser_email")}
     async with app_context(**overrides, first_superuser_password=PASSWORD) as (_, client):
@@ -46,7 +50,9 @@ async def test_the_first_superuser_is_created_at_start_and_can_log_in(app_contex
         assert me.json()["is_admin"] is True
 
 
-async def test_concurrent_starts_create_one_administrator(make_settings, fresh_database_url):
+async def test_concurrent_starts_create_one_administrator(
+    make_settings: Callable[..., Settings], fresh_database_url: str
+) -> None:
     settings = first(make_settings, database_url=fresh_database_url)
     databases = [Database.from_settings(settings) for _ in range(4)]
     hasher = PasswordHasher(rounds=4, concurrency=4, queue_timeout=30)
@@ -71,11 +77,13 @@ async def test_concurrent_starts_create_one_administrator(make_settings, fresh_d
     assert count == 1
 
 
-def _now():
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def test_a_weak_first_superuser_password_refuses_to_start(make_settings, database):
+async def test_a_weak_first_superuser_password_refuses_to_start(
+    make_settings: Callable[..., Settings], database: Database
+) -> None:
     settings = first(make_settings, first_superuser_password="weak")
     hasher = PasswordHasher(rounds=4, concurrency=1, queue_timeout=5)
     try:
@@ -85,12 +93,12 @@ async def test_a_weak_first_superuser_password_refuses_to_start(make_settings, d
         hasher.close()
 
 
-def test_the_three_variables_come_together(make_settings):
+def test_the_three_variables_come_together(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(ValidationError):
         make_settings(first_superuser="root")
 
 
-def test_a_placeholder_password_is_refused_in_production():
+def test_a_placeholder_password_is_refused_in_production() -> None:
     with pytest.raises(ValidationError):
         Settings(
             environment="production",

@@ -1,21 +1,24 @@
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 from redis.asyncio import Redis
 
 from auth_service.throttle import AccountThrottled, LoginThrottle, ThrottleUnavailable
 from svckit.testing.servers import free_port
 
-from .conftest import PASSWORD, FakeClock, unique
+from .conftest import PASSWORD, AppContext, FakeClock, unique
 from .helpers import login, register
 
 
 @pytest.fixture
-async def redis(redis_url):
+async def redis(redis_url: str) -> AsyncIterator["Redis[str]"]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
-    await client.aclose()
+    await client.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
 
 
-def make(redis, clock, **kwargs):
+def make(redis: "Redis[Any]", clock: FakeClock, **kwargs: int) -> LoginThrottle:
     return LoginThrottle(
         redis,
         max_failures=kwargs.get("max_failures", 3),
@@ -26,7 +29,7 @@ def make(redis, clock, **kwargs):
     )
 
 
-async def test_locks_after_max_failures_then_recovers(redis):
+async def test_locks_after_max_failures_then_recovers(redis: "Redis[str]") -> None:
     clock = FakeClock()
     throttle = make(redis, clock)
     for _ in range(2):
@@ -49,7 +52,7 @@ async def test_locks_after_max_failures_then_recovers(redis):
     assert not await throttle.record_failure("alice")
 
 
-async def test_failures_outside_the_window_do_not_count(redis):
+async def test_failures_outside_the_window_do_not_count(redis: "Redis[str]") -> None:
     clock = FakeClock()
     throttle = make(redis, clock)
     for _ in range(5):
@@ -58,7 +61,7 @@ async def test_failures_outside_the_window_do_not_count(redis):
     await throttle.check("bob")
 
 
-async def test_names_are_normalised(redis):
+async def test_names_are_normalised(redis: "Redis[str]") -> None:
     throttle = make(redis, FakeClock(), max_failures=2)
     await throttle.record_failure("Carol")
     assert await throttle.record_failure(" carol ")
@@ -67,7 +70,7 @@ async def test_names_are_normalised(redis):
     await throttle.check("dave")
 
 
-async def test_reset_forgets_failures(redis):
+async def test_reset_forgets_failures(redis: "Redis[str]") -> None:
     throttle = make(redis, FakeClock())
     await throttle.record_failure("erin")
     await throttle.record_failure("erin")
@@ -75,7 +78,7 @@ async def test_reset_forgets_failures(redis):
     assert not await throttle.record_failure("erin")
 
 
-async def test_redis_down_fails_closed():
+async def test_redis_down_fails_closed() -> None:
     dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
     try:
         throttle = make(dead, FakeClock())
@@ -84,13 +87,15 @@ async def test_redis_down_fails_closed():
         with pytest.raises(ThrottleUnavailable):
             await throttle.record_failure("frank")
     finally:
-        await dead.aclose()
+        await dead.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
 
 
 # ------------------------------------------------------------------ through the API
 
 
-async def test_login_is_throttled_per_account_and_recovers(app_context, clock):
+async def test_login_is_throttled_per_account_and_recovers(
+    app_context: AppContext, clock: FakeClock
+) -> None:
     async with app_context(
         login_throttle_max_failures=3,
         login_throttle_window_seconds=60,
@@ -115,7 +120,7 @@ async def test_login_is_throttled_per_account_and_recovers(app_context, clock):
         await login(client, user["username"])
 
 
-async def test_unknown_accounts_are_throttled_like_real_ones(app_context):
+async def test_unknown_accounts_are_throttled_like_real_ones(app_context: AppContext) -> None:
     async with app_context(login_throttle_max_failures=2) as (_, client):
         name = unique()
         statuses = [
@@ -125,7 +130,7 @@ async def test_unknown_accounts_are_throttled_like_real_ones(app_context):
     assert statuses == [401, 401, 429]
 
 
-async def test_a_successful_login_resets_the_count(app_context):
+async def test_a_successful_login_resets_the_count(app_context: AppContext) -> None:
     async with app_context(login_throttle_max_failures=3) as (_, client):
         user = await register(client)
         bad = {"username": user["username"], "password": "Wr0ng-pass!"}
@@ -137,7 +142,7 @@ async def test_a_successful_login_resets_the_count(app_context):
         await login(client, user["username"])
 
 
-async def test_login_fails_closed_when_redis_is_down(app_context):
+async def test_login_fails_closed_when_redis_is_down(app_context: AppContext) -> None:
     async with app_context(redis_url=f"redis://127.0.0.1:{free_port()}/0") as (_, client):
         user = await register(client)  # registration does not need Redis
         response = await client.post(

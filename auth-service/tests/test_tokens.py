@@ -1,9 +1,14 @@
+import httpx
 import jwt
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from auth_service.runtime import Runtime
+
+from .conftest import AppContext
 from .helpers import admin_with_token, login, register
 
 
-async def test_header_is_rs256_at_jwt_with_kid(client, runtime):
+async def test_header_is_rs256_at_jwt_with_kid(client: httpx.AsyncClient, runtime: Runtime) -> None:
     user = await register(client)
     token = (await login(client, user["username"]))["access_token"]
     header = jwt.get_unverified_header(token)
@@ -11,7 +16,7 @@ async def test_header_is_rs256_at_jwt_with_kid(client, runtime):
     assert header == {"alg": "RS256", "typ": "at+jwt", "kid": kid}
 
 
-async def test_claims(client, runtime):
+async def test_claims(client: httpx.AsyncClient, runtime: Runtime) -> None:
     user = await register(client)
     body = await login(client, user["username"])
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
@@ -44,7 +49,7 @@ async def test_claims(client, runtime):
     assert body["expires_in"] == runtime.settings.access_token_ttl_seconds
 
 
-async def test_every_token_has_its_own_jti(client):
+async def test_every_token_has_its_own_jti(client: httpx.AsyncClient) -> None:
     user = await register(client)
     jtis = {
         jwt.decode(
@@ -56,13 +61,15 @@ async def test_every_token_has_its_own_jti(client):
     assert len(jtis) == 3
 
 
-async def test_admins_get_the_admin_role(client, connection):
+async def test_admins_get_the_admin_role(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, tokens = await admin_with_token(client, connection)
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert claims["roles"] == ["admin"]
 
 
-async def test_lifetime_is_configurable(app_context):
+async def test_lifetime_is_configurable(app_context: AppContext) -> None:
     async with app_context(access_token_ttl_seconds=120) as (_, client):
         user = await register(client)
         body = await login(client, user["username"])

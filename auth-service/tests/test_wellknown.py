@@ -1,20 +1,24 @@
+import httpx
 import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from auth_service.runtime import Runtime
 from svckit.jwks import parse_jwks, parse_max_age
 from svckit.tokens import TokenVerifier
 
+from .conftest import AppContext
 from .helpers import login, register
 
 
 class StaticKeys:
-    def __init__(self, keys):
+    def __init__(self, keys: dict[str, RSAPublicKey]) -> None:
         self.keys = keys
 
-    async def get_key(self, kid):
+    async def get_key(self, kid: str) -> RSAPublicKey | None:
         return self.keys.get(kid)
 
 
-async def test_jwks_lists_public_rsa_keys_only(client):
+async def test_jwks_lists_public_rsa_keys_only(client: httpx.AsyncClient) -> None:
     response = await client.get("/.well-known/jwks.json")
     assert response.status_code == 200
     assert response.headers["cache-control"] == "public, max-age=300"
@@ -26,13 +30,15 @@ async def test_jwks_lists_public_rsa_keys_only(client):
     assert len(parse_jwks(response.json())) == len(keys)  # all usable, >= 2048 bits
 
 
-async def test_jwks_max_age_is_configurable(app_context):
+async def test_jwks_max_age_is_configurable(app_context: AppContext) -> None:
     async with app_context(jwks_max_age_seconds=42) as (_, client):
         response = await client.get("/.well-known/jwks.json")
     assert parse_max_age(response.headers["cache-control"]) == 42
 
 
-async def test_an_issued_token_verifies_with_the_published_key(client, runtime):
+async def test_an_issued_token_verifies_with_the_published_key(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     user = await register(client)
     token = (await login(client, user["username"]))["access_token"]
     keys = parse_jwks((await client.get("/.well-known/jwks.json")).json())
@@ -55,7 +61,7 @@ async def test_an_issued_token_verifies_with_the_published_key(client, runtime):
     assert not verified.is_admin
 
 
-async def test_authorization_server_metadata(client, runtime):
+async def test_authorization_server_metadata(client: httpx.AsyncClient, runtime: Runtime) -> None:
     response = await client.get("/.well-known/oauth-authorization-server")
     assert response.status_code == 200
     meta = response.json()
@@ -88,7 +94,9 @@ async def test_authorization_server_metadata(client, runtime):
     }
 
 
-async def test_every_endpoint_the_metadata_lists_is_served(client, runtime):
+async def test_every_endpoint_the_metadata_lists_is_served(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     meta = (await client.get("/.well-known/oauth-authorization-server")).json()
     issuer = runtime.settings.issuer
     paths = set((await client.get("/openapi/auth.json")).json()["paths"])
@@ -98,7 +106,7 @@ async def test_every_endpoint_the_metadata_lists_is_served(client, runtime):
             assert value[len(issuer) :] in paths, name
 
 
-async def test_metadata_issuer_equals_the_tokens_iss(app_context):
+async def test_metadata_issuer_equals_the_tokens_iss(app_context: AppContext) -> None:
     async with app_context(issuer="https://gateway.example.com") as (_, client):
         meta = (await client.get("/.well-known/oauth-authorization-server")).json()
         user = await register(client)

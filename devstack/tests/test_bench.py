@@ -32,6 +32,7 @@ from devstack.bench.sidebyside import (
 from devstack.bench.targets import Check, evaluate, jwks_bound, side_by_side_checks
 from devstack.bench.wrk import Workload, parse_result
 from devstack.cli import main
+from devstack.config import StackConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
 READS = ("list20", "list100", "read", "read_direct", "latency_gateway", "latency_direct")
@@ -67,7 +68,7 @@ def test_smoke_report_has_every_scenario(smoke: tuple[dict[str, Any], Path, floa
         run = scenario["runs"][0]
         for service in ("auth-service", "items-service"):
             workers = run["rss_mb"][service]
-            assert len(workers) == results["config"]["workers_per_service"]
+            assert len(workers) == results["config"]["workers"][service]
             assert all(10 < mb < 2000 for mb in workers), workers
         assert run["jwks_fetches"] >= 0
         assert 0 < run["cpu"]["stack_cores"] <= run["cpu"]["machine_busy_cores"] + 0.2
@@ -109,10 +110,18 @@ def test_smoke_runs_as_make_run_starts_the_stack(
     smoke: tuple[dict[str, Any], Path, float],
 ) -> None:
     results, _, _ = smoke
-    env = results["config"]["env"]
+    config = results["config"]
     # No production, rate-limit or worker overrides: only the seeded tokens' lifetime.
-    assert {k for k, v in env.items() if v} == {"AUTH_ACCESS_TOKEN_TTL_SECONDS"}, env
-    assert results["config"]["workers_per_service"] >= 1
+    assert config["bench_env"] == {"AUTH_ACCESS_TOKEN_TTL_SECONDS": "7200"}
+    for name in ("AUTH_ENVIRONMENT", "GATEWAY_LOGIN_RATE_LIMIT", "GATEWAY_REGISTER_RATE_LIMIT"):
+        assert not config["env"][name], name
+    # Workers and hashing threads as devstack.sizing sizes `make run` on this machine.
+    sizing = StackConfig.ephemeral(Path("unused")).sizing
+    assert config["workers"] == {
+        "auth-service": sizing.auth_workers,
+        "items-service": sizing.items_workers,
+    }
+    assert config["env"]["AUTH_HASHING_CONCURRENCY"] == str(sizing.hashing_threads)
 
 
 def test_smoke_side_by_side_without_a_peer(smoke: tuple[dict[str, Any], Path, float]) -> None:
@@ -158,7 +167,7 @@ def test_growth_and_jwks_are_reported(smoke: tuple[dict[str, Any], Path, float])
             assert data["errors"] == data["non_2xx"] == 0, (key, mode, data)
     jwks = results["jwks"]
     per_worker = jwks["fetches_per_worker"]
-    assert len(per_worker) == results["config"]["workers_per_service"]
+    assert len(per_worker) == results["config"]["workers"]["items-service"]
     # Each worker fetched at start-up, and not once per request.
     bound = jwks_bound(jwks["elapsed_s"], jwks["max_age_s"])
     assert all(1 <= n <= bound for n in per_worker.values()), per_worker

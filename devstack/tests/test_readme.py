@@ -18,7 +18,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def _env_names(settings: type[BaseSettings], prefix: str) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for field_name, info in settings.model_fields.items():
         alias = info.validation_alias
         if isinstance(alias, AliasChoices):

@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from email.message import EmailMessage
 
 import httpx
 import pytest
@@ -273,7 +274,7 @@ def test_mail_goes_to_the_local_smtp_server_as_files(stack: Stack, client: httpx
     )
     assert response.status_code == 200, response.text
     deadline = time.monotonic() + 20
-    found = []
+    found: list[EmailMessage] = []
     while time.monotonic() < deadline and not found:
         found = [m for m in stored_messages(stack.mail_dir) if m["To"] == address]
         time.sleep(0.2)

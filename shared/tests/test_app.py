@@ -6,6 +6,7 @@ import pytest
 from fastapi import FastAPI
 from svckit_support import client_for, service_app
 
+from svckit.app import telemetry
 from svckit.metrics import Metrics
 
 
@@ -80,7 +81,7 @@ async def test_redis_connection_errors_are_503_in_the_envelope() -> None:
         try:
             await client.get("k")
         finally:
-            await client.aclose()
+            await client.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
         return {}
 
     transport = httpx.ASGITransport(app=app)
@@ -89,3 +90,28 @@ async def test_redis_connection_errors_are_503_in_the_envelope() -> None:
     assert response.status_code == 503
     assert response.json()["code"] == "dependency_unavailable"
     assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(("enabled", "consulted"), [(False, False), (True, True)])
+async def test_opentelemetry_is_consulted_per_request_only_when_enabled(
+    monkeypatch: pytest.MonkeyPatch, enabled: bool, consulted: bool
+) -> None:
+    from opentelemetry import trace
+
+    calls: list[None] = []
+    real = trace.get_tracer_provider
+
+    def counting() -> trace.TracerProvider:
+        calls.append(None)
+        return real()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", counting)
+    app = FastAPI(telemetry=telemetry(enabled))
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    async with client_for(app) as client:
+        assert (await client.get("/ping")).status_code == 200
+    assert bool(calls) is consulted

@@ -1,19 +1,23 @@
 import time
+from typing import Any
 
 import bcrypt
+import httpx
 import jwt
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth_service.models import User
+from auth_service.runtime import Runtime
 
-from ..conftest import PASSWORD, unique
+from ..conftest import PASSWORD, AppContext, unique
 from ..helpers import bearer, login, register, user_with_token
 
 # ------------------------------------------------------------------ register
 
 
-async def test_register_returns_the_user_without_password_fields(client):
+async def test_register_returns_the_user_without_password_fields(client: httpx.AsyncClient) -> None:
     username = unique("Alice")
     response = await client.post(
         "/auth/register",
@@ -43,7 +47,7 @@ async def test_register_returns_the_user_without_password_fields(client):
     assert body["is_admin"] is False
 
 
-async def test_usernames_are_unique_ignoring_case(client):
+async def test_usernames_are_unique_ignoring_case(client: httpx.AsyncClient) -> None:
     username = unique("Bob")
     await register(client, username=username)
     response = await client.post(
@@ -58,7 +62,7 @@ async def test_usernames_are_unique_ignoring_case(client):
     assert response.json()["code"] == "username_taken"
 
 
-async def test_emails_are_unique_ignoring_case(client):
+async def test_emails_are_unique_ignoring_case(client: httpx.AsyncClient) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/register",
@@ -72,7 +76,7 @@ async def test_emails_are_unique_ignoring_case(client):
     "username",
     ["ab", "a" * 33, "has space", "dash-ed", "dot.ted", "émile", "", "x\x00y", "a@b"],
 )
-async def test_invalid_usernames_are_422(client, username):
+async def test_invalid_usernames_are_422(client: httpx.AsyncClient, username: str) -> None:
     response = await client.post(
         "/auth/register",
         json={"username": username, "email": f"{unique()}@example.com", "password": PASSWORD},
@@ -82,14 +86,14 @@ async def test_invalid_usernames_are_422(client, username):
 
 
 @pytest.mark.parametrize("email", ["plain", "a@", "@b.com", "a b@c.com", "x" * 250 + "@e.com"])
-async def test_invalid_emails_are_422(client, email):
+async def test_invalid_emails_are_422(client: httpx.AsyncClient, email: str) -> None:
     response = await client.post(
         "/auth/register", json={"username": unique(), "email": email, "password": PASSWORD}
     )
     assert response.status_code == 422
 
 
-async def test_registration_cannot_grant_itself_admin(client):
+async def test_registration_cannot_grant_itself_admin(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/auth/register",
         json={
@@ -102,7 +106,7 @@ async def test_registration_cannot_grant_itself_admin(client):
     assert response.status_code == 422
 
 
-async def test_the_422_lists_every_failed_password_rule(client):
+async def test_the_422_lists_every_failed_password_rule(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/auth/register",
         json={"username": unique(), "email": f"{unique()}@example.com", "password": "zzz"},
@@ -116,7 +120,7 @@ async def test_the_422_lists_every_failed_password_rule(client):
     assert "zzz" not in str(body)  # the password is never echoed (not hex: no request id clash)
 
 
-async def test_a_password_containing_the_username_is_refused(client):
+async def test_a_password_containing_the_username_is_refused(client: httpx.AsyncClient) -> None:
     username = unique("carol")
     response = await client.post(
         "/auth/register",
@@ -130,7 +134,7 @@ async def test_a_password_containing_the_username_is_refused(client):
     assert "Password must not contain the username" in [e["msg"] for e in response.json()["errors"]]
 
 
-async def test_an_oversized_password_is_refused_before_hashing(app_context):
+async def test_an_oversized_password_is_refused_before_hashing(app_context: AppContext) -> None:
     async with app_context(bcrypt_rounds=13) as (app, client):
         started = time.perf_counter()
         await app.state.runtime.hasher.hash("Aa1!" * 300)
@@ -151,13 +155,15 @@ async def test_an_oversized_password_is_refused_before_hashing(app_context):
     assert refused < one_hash / 3, (refused, one_hash)
 
 
-async def test_passwords_of_128_characters_work(client):
+async def test_passwords_of_128_characters_work(client: httpx.AsyncClient) -> None:
     password = ("Aa1!" * 40)[:128]
     user = await register(client, password=password)
     await login(client, user["username"], password)
 
 
-async def test_passwords_sharing_72_bytes_are_different_passwords(client):
+async def test_passwords_sharing_72_bytes_are_different_passwords(
+    client: httpx.AsyncClient,
+) -> None:
     prefix = "Aa1!" * 18  # 72 bytes
     user = await register(client, password=prefix + "tail-one")
     response = await client.post(
@@ -167,12 +173,12 @@ async def test_passwords_sharing_72_bytes_are_different_passwords(client):
     await login(client, user["username"], prefix + "tail-one")
 
 
-async def test_unicode_normalisation_forms_log_in_alike(client):
+async def test_unicode_normalisation_forms_log_in_alike(client: httpx.AsyncClient) -> None:
     user = await register(client, password="Cafe\u0301-P4ssword")
     await login(client, user["username"], "Caf\u00e9-P4ssword")
 
 
-async def test_sixty_four_emoji_password(client):
+async def test_sixty_four_emoji_password(client: httpx.AsyncClient) -> None:
     password = "\U0001f600" * 64
     app_policy_free = await client.post(
         "/auth/register",
@@ -191,14 +197,16 @@ async def test_sixty_four_emoji_password(client):
 # ------------------------------------------------------------------ token
 
 
-async def test_login_with_username_or_email_ignoring_case(client):
+async def test_login_with_username_or_email_ignoring_case(client: httpx.AsyncClient) -> None:
     user = await register(client, username=unique("Dora"))
     for identifier in (user["username"], user["username"].upper(), user["email"].upper()):
         body = await login(client, identifier)
         assert body["token_type"] == "bearer"
 
 
-async def test_token_response_shape_and_no_store(client, runtime):
+async def test_token_response_shape_and_no_store(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token", data={"username": user["username"], "password": PASSWORD}
@@ -212,14 +220,16 @@ async def test_token_response_shape_and_no_store(client, runtime):
     assert len(body["refresh_token"]) >= 43  # 256 bits, base64url
 
 
-def _comparable(response):
+def _comparable(response: httpx.Response) -> tuple[int, Any, dict[str, str]]:
     body = response.json()
     body.pop("request_id")
     headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
     return response.status_code, body, headers
 
 
-async def test_unknown_user_and_wrong_password_answer_identically(client):
+async def test_unknown_user_and_wrong_password_answer_identically(
+    client: httpx.AsyncClient,
+) -> None:
     user = await register(client)
     wrong = await client.post(
         "/auth/token", data={"username": user["username"], "password": "Wrong-Passw0rd!"}
@@ -232,7 +242,9 @@ async def test_unknown_user_and_wrong_password_answer_identically(client):
     assert _comparable(wrong) == _comparable(unknown)
 
 
-async def test_an_inactive_user_gets_403_only_with_the_right_password(client, connection):
+async def test_an_inactive_user_gets_403_only_with_the_right_password(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     user = await register(client)
     await connection.execute(update(User).where(User.id == user["id"]).values(is_active=False))
     wrong = await client.post(
@@ -258,22 +270,26 @@ async def test_an_inactive_user_gets_403_only_with_the_right_password(client, co
         {"username": "someone", "password": "x" * 1025},
     ],
 )
-async def test_malformed_login_forms_are_422(client, form):
+async def test_malformed_login_forms_are_422(
+    client: httpx.AsyncClient, form: dict[str, str]
+) -> None:
     response = await client.post("/auth/token", data=form)
     assert response.status_code == 422
 
 
-async def test_a_json_login_body_is_422(client):
+async def test_a_json_login_body_is_422(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth/token", json={"username": "a", "password": "b"})
     assert response.status_code == 422
 
 
-async def test_a_login_name_with_nul_is_just_unknown(client):
+async def test_a_login_name_with_nul_is_just_unknown(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth/token", data={"username": "a\x00b", "password": "x"})
     assert response.status_code == 401
 
 
-async def test_a_legacy_hash_is_upgraded_on_login(client, connection):
+async def test_a_legacy_hash_is_upgraded_on_login(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     user = await register(client)
     legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
     await connection.execute(
@@ -289,14 +305,14 @@ async def test_a_legacy_hash_is_upgraded_on_login(client, connection):
 # ------------------------------------------------------------------ me
 
 
-async def test_me_returns_the_caller(client):
+async def test_me_returns_the_caller(client: httpx.AsyncClient) -> None:
     user, tokens = await user_with_token(client)
     response = await client.get("/auth/me", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200
     assert response.json() == user
 
 
-async def test_me_without_a_token_is_401_with_bearer_challenge(client):
+async def test_me_without_a_token_is_401_with_bearer_challenge(client: httpx.AsyncClient) -> None:
     response = await client.get("/auth/me")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -313,17 +329,19 @@ async def test_me_without_a_token_is_401_with_bearer_challenge(client):
         "Ünïcödé.token.here",
     ],
 )
-async def test_me_with_a_bad_token_is_401_invalid_token(client, token):
+async def test_me_with_a_bad_token_is_401_invalid_token(
+    client: httpx.AsyncClient, token: str
+) -> None:
     # Raw bytes: a hostile client is not limited to ASCII.
-    response = await client.get("/auth/me", headers={"Authorization": f"Bearer {token}".encode()})
+    response = await client.get("/auth/me", headers={b"Authorization": f"Bearer {token}".encode()})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 
-async def _signed(runtime, **claims):
+async def _signed(runtime: Runtime, **claims: Any) -> str:
     kid, key = await runtime.keyring.signing_key()
     now = int(time.time())
-    base = {
+    base: dict[str, Any] = {
         "iss": runtime.settings.issuer,
         "aud": "api",
         "sub": "1",
@@ -347,13 +365,15 @@ async def _signed(runtime, **claims):
         {"exp": int(time.time()) - 3600},
     ],
 )
-async def test_me_rejects_well_signed_but_unacceptable_tokens(client, runtime, claims):
+async def test_me_rejects_well_signed_but_unacceptable_tokens(
+    client: httpx.AsyncClient, runtime: Runtime, claims: dict[str, Any]
+) -> None:
     token = await _signed(runtime, **claims)
     response = await client.get("/auth/me", headers=bearer(token))
     assert response.status_code == 401
 
 
-async def test_a_token_of_a_deleted_user_is_401(client):
+async def test_a_token_of_a_deleted_user_is_401(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     headers = bearer(tokens["access_token"])
     assert (await client.delete("/users/me", headers=headers)).status_code == 200
@@ -361,7 +381,9 @@ async def test_a_token_of_a_deleted_user_is_401(client):
     assert response.status_code == 401
 
 
-async def test_a_token_of_a_deactivated_user_is_403(client, connection):
+async def test_a_token_of_a_deactivated_user_is_403(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     user, tokens = await user_with_token(client)
     await connection.execute(update(User).where(User.id == user["id"]).values(is_active=False))
     response = await client.get("/auth/me", headers=bearer(tokens["access_token"]))
@@ -371,7 +393,7 @@ async def test_a_token_of_a_deactivated_user_is_403(client, connection):
 # ------------------------------------------------------------------ logout
 
 
-async def test_logout_revokes_the_family(client):
+async def test_logout_revokes_the_family(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     response = await client.post(
         "/auth/logout",
@@ -384,7 +406,7 @@ async def test_logout_revokes_the_family(client):
     assert refreshed.status_code == 401
 
 
-async def test_logout_needs_a_bearer_token(client):
+async def test_logout_needs_a_bearer_token(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     response = await client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
     assert response.status_code == 401
@@ -393,7 +415,7 @@ async def test_logout_needs_a_bearer_token(client):
     assert refreshed.status_code == 200
 
 
-async def test_logout_cannot_revoke_another_users_family(client):
+async def test_logout_cannot_revoke_another_users_family(client: httpx.AsyncClient) -> None:
     _, mine = await user_with_token(client)
     _, theirs = await user_with_token(client)
     response = await client.post(
@@ -407,7 +429,7 @@ async def test_logout_cannot_revoke_another_users_family(client):
 
 
 @pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": "x" * 513}, []])
-async def test_malformed_logout_bodies_are_422(client, body):
+async def test_malformed_logout_bodies_are_422(client: httpx.AsyncClient, body: Any) -> None:
     _, tokens = await user_with_token(client)
     response = await client.post("/auth/logout", json=body, headers=bearer(tokens["access_token"]))
     assert response.status_code == 422

@@ -3,14 +3,16 @@
 import statistics
 import time
 
-from ..conftest import unique
+import httpx
+
+from ..conftest import AppContext, unique
 from ..helpers import register
 
 ROUNDS = 10  # ~80 ms per verification: hashing dominates the request, as in production
 SAMPLES = 15
 
 
-async def _timed_failure(client, username):
+async def _timed_failure(client: httpx.AsyncClient, username: str) -> float:
     started = time.perf_counter()
     response = await client.post(
         "/auth/token", data={"username": username, "password": "Wr0ng-Passw0rd!"}
@@ -20,7 +22,7 @@ async def _timed_failure(client, username):
     return elapsed
 
 
-async def test_unknown_user_costs_the_same_as_a_wrong_password(app_context):
+async def test_unknown_user_costs_the_same_as_a_wrong_password(app_context: AppContext) -> None:
     async with app_context(bcrypt_rounds=ROUNDS, login_throttle_max_failures=1000) as (_, client):
         user = await register(client)
         unknown = unique("ghost")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..helpers import admin_with_token, bearer, user_with_token
 
@@ -14,7 +17,9 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": f"Basic {raw}"}
 
 
-async def test_create_list_read_rotate_delete(client, connection):
+async def test_create_list_read_rotate_delete(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, tokens = await admin_with_token(client, connection)
     auth = bearer(tokens["access_token"])
     created = await client.post(
@@ -67,7 +72,7 @@ async def test_create_list_read_rotate_delete(client, connection):
     assert gone.status_code == 401
 
 
-async def test_non_admins_cannot_manage_clients(client):
+async def test_non_admins_cannot_manage_clients(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     auth = bearer(tokens["access_token"])
     assert (await client.get("/clients", headers=auth)).status_code == 403
@@ -90,14 +95,18 @@ async def test_non_admins_cannot_manage_clients(client):
         {"name": "a\x00b", "grant_types": ["client_credentials"]},
     ],
 )
-async def test_invalid_client_bodies_are_422(client, connection, body):
+async def test_invalid_client_bodies_are_422(
+    client: httpx.AsyncClient, connection: AsyncConnection, body: dict[str, Any]
+) -> None:
     _, tokens = await admin_with_token(client, connection)
     response = await client.post("/clients", json=body, headers=bearer(tokens["access_token"]))
     assert response.status_code == 422
 
 
 @pytest.mark.parametrize("client_id", ["1234", "svc_%00", "a" * 65])
-async def test_impossible_client_ids_are_not_found_or_422(client, connection, client_id):
+async def test_impossible_client_ids_are_not_found_or_422(
+    client: httpx.AsyncClient, connection: AsyncConnection, client_id: str
+) -> None:
     _, tokens = await admin_with_token(client, connection)
     response = await client.get(f"/clients/{client_id}", headers=bearer(tokens["access_token"]))
     assert response.status_code in (404, 422)

@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from auth_service.db import Database
@@ -10,7 +12,7 @@ from auth_service.models import SigningKey
 from svckit.testing.servers import free_port
 from svckit.tokens import KeysUnavailable
 
-from ..conftest import FakeClock
+from ..conftest import AppContext, FakeClock
 
 
 class Monotonic:
@@ -21,7 +23,9 @@ class Monotonic:
         return self.value
 
 
-def make_ring(database, clock, monotonic=None, **kwargs):
+def make_ring(
+    database: Database, clock: FakeClock, monotonic: Monotonic | None = None, **kwargs: Any
+) -> KeyRing:
     return KeyRing(
         database,
         passphrase=kwargs.pop("passphrase", None),
@@ -42,7 +46,7 @@ def dead_database() -> Database:
     return Database(async_sessionmaker(engine), engine)
 
 
-async def test_start_loads_the_existing_key_and_signs_with_it(database):
+async def test_start_loads_the_existing_key_and_signs_with_it(database: Database) -> None:
     ring = make_ring(database, FakeClock())
     await ring.start()
     kid, private = await ring.signing_key()
@@ -51,16 +55,16 @@ async def test_start_loads_the_existing_key_and_signs_with_it(database):
     assert (await ring.jwks())["keys"][0]["kid"] == kid
 
 
-async def test_start_creates_the_first_key_on_an_empty_database(database):
+async def test_start_creates_the_first_key_on_an_empty_database(database: Database) -> None:
     async with database.transaction() as session:
-        await session.execute(SigningKey.__table__.delete())
+        await session.execute(delete(SigningKey))
     ring = make_ring(database, FakeClock())
     await ring.start()
     assert ring.has_signer()
     assert len(ring.keys) == 1
 
 
-async def test_an_unknown_kid_reloads_at_most_once_per_cooldown(database):
+async def test_an_unknown_kid_reloads_at_most_once_per_cooldown(database: Database) -> None:
     mono = Monotonic()
     ring = make_ring(database, FakeClock(), mono, unknown_kid_cooldown=1.0)
     await ring.start()
@@ -75,7 +79,7 @@ async def test_an_unknown_kid_reloads_at_most_once_per_cooldown(database):
     assert ring.load_count == loads + 2
 
 
-async def test_a_key_created_by_another_replica_is_found_on_unknown_kid(database):
+async def test_a_key_created_by_another_replica_is_found_on_unknown_kid(database: Database) -> None:
     clock = FakeClock()
     mono = Monotonic()
     ring = make_ring(database, clock, mono)
@@ -88,7 +92,7 @@ async def test_a_key_created_by_another_replica_is_found_on_unknown_kid(database
     assert await ring.get_key(other.kid) is not None
 
 
-async def test_periodic_reload_picks_up_rotations(database):
+async def test_periodic_reload_picks_up_rotations(database: Database) -> None:
     clock = FakeClock()
     mono = Monotonic()
     ring = make_ring(database, clock, mono, reload_interval=30)
@@ -107,21 +111,22 @@ async def test_periodic_reload_picks_up_rotations(database):
     assert new.kid in {k["kid"] for k in (await ring.jwks())["keys"]}
 
 
-async def test_keys_survive_a_database_outage(database):
-    ring = make_ring(database, FakeClock(), reload_interval=1)
+async def test_keys_survive_a_database_outage(database: Database) -> None:
+    monotonic = Monotonic()
+    ring = make_ring(database, FakeClock(), monotonic, reload_interval=1)
     await ring.start()
     kid, _ = await ring.signing_key()
     dead = dead_database()
     try:
         ring._database = dead
-        ring._monotonic.value += 10
+        monotonic.value += 10
         assert await ring.get_key(kid) is not None  # stale-if-error
         assert (await ring.signing_key())[0] == kid
     finally:
         await dead.dispose()
 
 
-async def test_without_any_keys_verification_is_unavailable():
+async def test_without_any_keys_verification_is_unavailable() -> None:
     dead = dead_database()
     try:
         ring = make_ring(dead, FakeClock())
@@ -135,7 +140,9 @@ async def test_without_any_keys_verification_is_unavailable():
         await dead.dispose()
 
 
-async def test_plain_keys_are_reported_when_a_passphrase_is_set(database, caplog):
+async def test_plain_keys_are_reported_when_a_passphrase_is_set(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     ring = make_ring(database, FakeClock(), passphrase=b"a-long-and-random-passphrase-1")
     with caplog.at_level("WARNING", logger="auth_service.keys"):
         await ring.start()
@@ -143,12 +150,12 @@ async def test_plain_keys_are_reported_when_a_passphrase_is_set(database, caplog
     assert "without encryption" in caplog.text
 
 
-async def test_an_encrypted_key_without_the_passphrase_fails_startup(database):
+async def test_an_encrypted_key_without_the_passphrase_fails_startup(database: Database) -> None:
     from auth_service.keys.material import KeyMaterialError
 
     now = datetime.now(UTC)
     async with database.transaction() as session:
-        await session.execute(SigningKey.__table__.delete())
+        await session.execute(delete(SigningKey))
         await store.create_key(
             session,
             bits=2048,
@@ -163,13 +170,15 @@ async def test_an_encrypted_key_without_the_passphrase_fails_startup(database):
     assert ring.has_signer()
 
 
-async def test_no_active_key_answers_503_not_500(app_context, database, clock):
+async def test_no_active_key_answers_503_not_500(
+    app_context: AppContext, database: Database, clock: FakeClock
+) -> None:
     async with app_context() as (app, client):
         from ..helpers import register
 
         user = await register(client)
         async with database.transaction() as session:
-            await session.execute(SigningKey.__table__.delete())
+            await session.execute(delete(SigningKey))
             # Only a key that is not active yet: nothing may sign.
             await store.create_key(
                 session,

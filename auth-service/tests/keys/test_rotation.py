@@ -3,16 +3,18 @@ publish -> sign with the new key -> the old key still verifies -> the old key is
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import jwt
 import pytest
 from sqlalchemy import select
 
 from auth_service import maintenance
+from auth_service.db import Database
 from auth_service.keys import store
 from auth_service.models import SigningKey
 from svckit.jwks import parse_jwks
 
-from ..conftest import FakeClock
+from ..conftest import AppContext, FakeClock
 from ..helpers import bearer, login, register
 
 TTL = 600
@@ -21,19 +23,21 @@ RELOAD = 1
 
 
 @pytest.fixture
-def clock():
+def clock() -> FakeClock:
     # Early enough that tokens issued after the activation delay are not "from the future"
     # for PyJWT's real-time iat check, late enough that the first token is still unexpired.
     return FakeClock(datetime.now(UTC) - timedelta(seconds=200))
 
 
-async def jwks_kids(client) -> set[str]:
+async def jwks_kids(client: httpx.AsyncClient) -> set[str]:
     response = await client.get("/.well-known/jwks.json")
     assert response.status_code == 200
     return set(parse_jwks(response.json()))
 
 
-async def test_rotation_sequence(app_context, clock, database):
+async def test_rotation_sequence(
+    app_context: AppContext, clock: FakeClock, database: Database
+) -> None:
     async with app_context(
         access_token_ttl_seconds=TTL,
         jwks_max_age_seconds=DELAY,

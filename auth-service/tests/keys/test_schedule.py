@@ -19,19 +19,19 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def test_no_keys():
+def test_no_keys() -> None:
     assert schedule.signer([], T0) is None
     assert schedule.published([], T0, RETENTION) == []
 
 
-def test_a_single_key_signs_and_is_published():
+def test_a_single_key_signs_and_is_published() -> None:
     key = Key("a", at(0), at(0))
     assert schedule.signer([key], at(1)) is key
     assert schedule.published([key], at(1000), RETENTION) == [key]
     assert schedule.retirable([key], at(1000), RETENTION) == []
 
 
-def test_the_full_rotation_sequence():
+def test_the_full_rotation_sequence() -> None:
     old = Key("old", at(0), at(0))
     new = Key("new", at(100), at(105))  # created at 100, signs from 105
     keys = [old, new]
@@ -50,7 +50,7 @@ def test_the_full_rotation_sequence():
     assert schedule.retirable(keys, at(136), RETENTION) == [old]
 
 
-def test_retired_keys_neither_sign_nor_publish():
+def test_retired_keys_neither_sign_nor_publish() -> None:
     old = Key("old", at(0), at(0))
     new = Key("new", at(1), at(2), retired_at=at(3))
     assert schedule.signer([old, new], at(2.5)) is new
@@ -58,7 +58,7 @@ def test_retired_keys_neither_sign_nor_publish():
     assert [k.kid for k in schedule.published([old, new], at(4), RETENTION)] == ["old"]
 
 
-def test_two_pending_keys_activate_in_order():
+def test_two_pending_keys_activate_in_order() -> None:
     a = Key("a", at(0), at(0))
     b = Key("b", at(1), at(10))
     c = Key("c", at(2), at(20))

@@ -1,15 +1,16 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
+from auth_service.db import Database
 from auth_service.keys import material, store
 from auth_service.models import SigningKey
 
 PASSPHRASE = b"a-long-and-random-passphrase-1"
 
 
-async def test_private_keys_are_encrypted_at_rest_with_a_passphrase(database):
+async def test_private_keys_are_encrypted_at_rest_with_a_passphrase(database: Database) -> None:
     now = datetime.now(UTC)
     async with database.transaction() as session:
         key = await store.create_key(
@@ -25,7 +26,7 @@ async def test_private_keys_are_encrypted_at_rest_with_a_passphrase(database):
     assert material.public_pem(loaded.public_key()) == row.public_key_pem
 
 
-async def test_an_encrypted_key_needs_the_right_passphrase(database):
+async def test_an_encrypted_key_needs_the_right_passphrase(database: Database) -> None:
     now = datetime.now(UTC)
     async with database.transaction() as session:
         key = await store.create_key(
@@ -38,7 +39,7 @@ async def test_an_encrypted_key_needs_the_right_passphrase(database):
         material.load_private_key(key.private_key_pem, None, encrypted=True)
 
 
-async def test_without_a_passphrase_keys_are_plain_pkcs8(database):
+async def test_without_a_passphrase_keys_are_plain_pkcs8(database: Database) -> None:
     now = datetime.now(UTC)
     async with database.transaction() as session:
         key = await store.create_key(session, bits=2048, passphrase=None, now=now, activates_at=now)
@@ -47,23 +48,23 @@ async def test_without_a_passphrase_keys_are_plain_pkcs8(database):
     assert key.private_key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
-async def test_ensure_creates_a_key_only_when_there_is_none(database):
+async def test_ensure_creates_a_key_only_when_there_is_none(database: Database) -> None:
     now = datetime.now(UTC)
     async with database.transaction() as session:
         # The template database already holds a key.
         assert await store.ensure_signing_key(session, bits=2048, passphrase=None, now=now) is None
-        await session.execute(SigningKey.__table__.delete())
+        await session.execute(delete(SigningKey))
         created = await store.ensure_signing_key(session, bits=2048, passphrase=None, now=now)
         assert created is not None
         assert created.activates_at == now  # nobody can have cached an empty JWKS
         assert [k.kid for k in await store.live_keys(session)] == [created.kid]
 
 
-async def test_rotate_schedules_the_new_key_and_retires_expired_ones(database):
+async def test_rotate_schedules_the_new_key_and_retires_expired_ones(database: Database) -> None:
     now = datetime.now(UTC)
     retention = timedelta(minutes=31)
     async with database.transaction() as session:
-        await session.execute(SigningKey.__table__.delete())
+        await session.execute(delete(SigningKey))
         first = await store.create_key(
             session, bits=2048, passphrase=None, now=now, activates_at=now
         )
@@ -96,11 +97,11 @@ async def test_rotate_schedules_the_new_key_and_retires_expired_ones(database):
     assert rows[third.kid].activates_at == later + timedelta(minutes=5)
 
 
-async def test_reencrypt_changes_the_passphrase_and_is_idempotent(database):
+async def test_reencrypt_changes_the_passphrase_and_is_idempotent(database: Database) -> None:
     now = datetime.now(UTC)
     new = b"another-long-passphrase-2"
     async with database.transaction() as session:
-        await session.execute(SigningKey.__table__.delete())
+        await session.execute(delete(SigningKey))
         plain = await store.create_key(
             session, bits=2048, passphrase=None, now=now, activates_at=now
         )

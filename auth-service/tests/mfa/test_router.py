@@ -9,12 +9,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pyotp
+import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth_service.mfa.grant import MFA_OTP_GRANT
 from auth_service.models import MfaChallenge, RecoveryCode, TotpFactor, User
 
-from ..conftest import PASSWORD, FakeClock
+from ..conftest import PASSWORD, AppContext, FakeClock
 from ..helpers import admin_with_token, bearer, login, register, user_with_token
 
 
@@ -75,7 +77,9 @@ def amr(access_token: str) -> list[str]:
     return value
 
 
-async def test_enrolment_needs_the_password_and_answers_secret_uri_and_qr(client):
+async def test_enrolment_needs_the_password_and_answers_secret_uri_and_qr(
+    client: httpx.AsyncClient,
+) -> None:
     user, tokens = await user_with_token(client)
     wrong = await client.post(
         "/users/me/mfa/totp", json={"password": "nope"}, headers=bearer(tokens["access_token"])
@@ -97,7 +101,9 @@ async def test_enrolment_needs_the_password_and_answers_secret_uri_and_qr(client
     assert (body["digits"], body["period"], body["algorithm"]) == (6, 30, "SHA1")
 
 
-async def test_factor_is_active_only_after_confirmation(client, clock, connection):
+async def test_factor_is_active_only_after_confirmation(
+    client: httpx.AsyncClient, clock: FakeClock, connection: AsyncConnection
+) -> None:
     user, tokens = await user_with_token(client)
     secret = (await enrol(client, tokens["access_token"]))["secret"]
     # Pending: the password alone still signs in.
@@ -137,7 +143,7 @@ async def test_factor_is_active_only_after_confirmation(client, clock, connectio
         assert all(code.replace("-", "").encode() not in h for h in hashes)
 
 
-async def test_wrong_current_passwords_count_as_failed_logins(app_context):
+async def test_wrong_current_passwords_count_as_failed_logins(app_context: AppContext) -> None:
     async with app_context(login_throttle_max_failures=2) as (_, client):
         user, tokens = await user_with_token(client)
         headers = bearer(tokens["access_token"])
@@ -154,7 +160,7 @@ async def test_wrong_current_passwords_count_as_failed_logins(app_context):
         assert locked.status_code == 429
 
 
-async def test_confirm_without_enrolment_is_a_conflict(client):
+async def test_confirm_without_enrolment_is_a_conflict(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     response = await client.post(
         "/users/me/mfa/totp/confirm",
@@ -165,7 +171,9 @@ async def test_confirm_without_enrolment_is_a_conflict(client):
     assert response.json()["code"] == "mfa_not_enrolled"
 
 
-async def test_secret_is_encrypted_at_rest_with_the_key_passphrase(app_context, clock, connection):
+async def test_secret_is_encrypted_at_rest_with_the_key_passphrase(
+    app_context: AppContext, clock: FakeClock, connection: AsyncConnection
+) -> None:
     async with app_context(key_passphrase="a-long-test-passphrase") as (_, client):
         user, tokens = await user_with_token(client)
         secret = (await enrol(client, tokens["access_token"]))["secret"]
@@ -188,7 +196,9 @@ async def test_secret_is_encrypted_at_rest_with_the_key_passphrase(app_context, 
         assert response.status_code == 200
 
 
-async def test_sign_in_with_a_code_and_amr_kept_across_refresh(client, clock):
+async def test_sign_in_with_a_code_and_amr_kept_across_refresh(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
     user, secret, _ = await enabled_user(client, clock)
     token = await mfa_token(client, user["username"])
 
@@ -220,12 +230,14 @@ async def test_sign_in_with_a_code_and_amr_kept_across_refresh(client, clock):
     assert again.json()["error"] == "invalid_grant"
 
 
-async def test_password_tokens_say_pwd(client):
+async def test_password_tokens_say_pwd(client: httpx.AsyncClient) -> None:
     user = await register(client)
     assert amr((await login(client, user["username"]))["access_token"]) == ["pwd"]
 
 
-async def test_a_code_is_accepted_once_per_step(client, clock):
+async def test_a_code_is_accepted_once_per_step(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
     user, secret, _ = await enabled_user(client, clock)
     code = code_at(secret, clock)
     first = await mfa_grant(client, await mfa_token(client, user["username"]), code)
@@ -243,7 +255,7 @@ async def test_a_code_is_accepted_once_per_step(client, clock):
     assert later.status_code == 200
 
 
-async def test_one_step_of_clock_drift(client, clock):
+async def test_one_step_of_clock_drift(client: httpx.AsyncClient, clock: FakeClock) -> None:
     user, secret, _ = await enabled_user(client, clock)
     # Well past the confirmation's step, so only the drift refuses what follows.
     clock.advance(120)
@@ -261,7 +273,7 @@ async def test_one_step_of_clock_drift(client, clock):
     assert ahead.status_code == 200
 
 
-async def test_a_recovery_code_works_once(client, clock):
+async def test_a_recovery_code_works_once(client: httpx.AsyncClient, clock: FakeClock) -> None:
     user, _, codes = await enabled_user(client, clock)
     token = await mfa_token(client, user["username"])
     # Case and separators do not matter.
@@ -274,7 +286,9 @@ async def test_a_recovery_code_works_once(client, clock):
     assert other.status_code == 200
 
 
-async def test_wrong_codes_are_throttled_per_account(app_context, clock):
+async def test_wrong_codes_are_throttled_per_account(
+    app_context: AppContext, clock: FakeClock
+) -> None:
     async with app_context(login_throttle_max_failures=3) as (_, client):
         user, secret, _ = await enabled_user(client, clock)
         token = await mfa_token(client, user["username"])
@@ -296,7 +310,7 @@ async def test_wrong_codes_are_throttled_per_account(app_context, clock):
         assert (await mfa_grant(client, token, code_at(secret, clock))).status_code == 200
 
 
-async def test_mfa_token_expires(client, clock):
+async def test_mfa_token_expires(client: httpx.AsyncClient, clock: FakeClock) -> None:
     user, secret, _ = await enabled_user(client, clock)
     token = await mfa_token(client, user["username"])
     clock.advance(301)
@@ -305,7 +319,7 @@ async def test_mfa_token_expires(client, clock):
     assert response.json()["error"] == "invalid_grant"
 
 
-async def test_mfa_grant_form_errors(client):
+async def test_mfa_grant_form_errors(client: httpx.AsyncClient) -> None:
     missing = await client.post("/auth/token", data={"grant_type": MFA_OTP_GRANT, "otp": "1"})
     assert missing.status_code == 400
     assert missing.json()["error"] == "invalid_request"
@@ -315,8 +329,11 @@ async def test_mfa_grant_form_errors(client):
 
 
 async def test_deactivation_deletion_and_admin_reset_void_mfa_tokens(
-    client, clock, connection, caplog
-):
+    client: httpx.AsyncClient,
+    clock: FakeClock,
+    connection: AsyncConnection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     _, admin_tokens = await admin_with_token(client, connection)
     admin_headers = bearer(admin_tokens["access_token"])
 
@@ -354,7 +371,7 @@ async def test_deactivation_deletion_and_admin_reset_void_mfa_tokens(
     assert again.status_code == 409
 
 
-async def test_admin_reset_needs_an_admin(client, clock):
+async def test_admin_reset_needs_an_admin(client: httpx.AsyncClient, clock: FakeClock) -> None:
     user, _, _ = await enabled_user(client, clock)
     _, other = await user_with_token(client)
     response = await client.delete(
@@ -364,15 +381,17 @@ async def test_admin_reset_needs_an_admin(client, clock):
 
 
 async def test_a_deactivated_users_token_cannot_finish_even_if_reactivated(
-    client, clock, connection
-):
+    client: httpx.AsyncClient, clock: FakeClock, connection: AsyncConnection
+) -> None:
     user, secret, _ = await enabled_user(client, clock)
     token = await mfa_token(client, user["username"])
     await connection.execute(update(User).where(User.id == user["id"]).values(is_active=False))
     assert (await mfa_grant(client, token, code_at(secret, clock))).status_code == 400
 
 
-async def test_disable_needs_password_and_a_code(client, clock):
+async def test_disable_needs_password_and_a_code(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
     user, secret, codes = await enabled_user(client, clock)
     token = await mfa_token(client, user["username"])
     tokens = (await mfa_grant(client, token, code_at(secret, clock))).json()
@@ -398,7 +417,9 @@ async def test_disable_needs_password_and_a_code(client, clock):
     assert again.json()["code"] == "mfa_not_enabled"
 
 
-async def test_a_secret_sealed_under_another_passphrase_is_a_503(app_context, clock):
+async def test_a_secret_sealed_under_another_passphrase_is_a_503(
+    app_context: AppContext, clock: FakeClock
+) -> None:
     async with app_context(key_passphrase="the-first-passphrase") as (_, client):
         user, secret, _ = await enabled_user(client, clock)
     async with app_context(key_passphrase="another-passphrase-2") as (_, client):
@@ -409,7 +430,9 @@ async def test_a_secret_sealed_under_another_passphrase_is_a_503(app_context, cl
         assert secret not in response.text
 
 
-async def test_two_replicas_accept_one_code_once(app_context, clock, fresh_database_url):
+async def test_two_replicas_accept_one_code_once(
+    app_context: AppContext, clock: FakeClock, fresh_database_url: str
+) -> None:
     """Two apps on one database (as replicas are), each given the same code at once."""
     import asyncio
 
@@ -435,7 +458,9 @@ async def test_two_replicas_accept_one_code_once(app_context, clock, fresh_datab
             code = code_at(secret, clock)
 
 
-async def test_the_mfa_grant_belongs_to_the_client_of_the_login(client, clock, connection):
+async def test_the_mfa_grant_belongs_to_the_client_of_the_login(
+    client: httpx.AsyncClient, clock: FakeClock, connection: AsyncConnection
+) -> None:
     from ..oauth.test_router import basic, new_client
 
     registered = await new_client(
@@ -468,7 +493,9 @@ async def test_the_mfa_grant_belongs_to_the_client_of_the_login(client, clock, c
     assert claims["amr"] == ["pwd", "otp", "mfa"]
 
 
-async def test_a_client_without_the_password_grant_may_not_use_the_mfa_grant(client, connection):
+async def test_a_client_without_the_password_grant_may_not_use_the_mfa_grant(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     from ..oauth.test_router import basic, new_client
 
     registered = await new_client(client, connection)  # client_credentials only

@@ -6,7 +6,7 @@ from auth_service.mfa.sealing import SecretBox, derive_key
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
-def test_sealed_secret_opens_only_for_its_user_and_key():
+def test_sealed_secret_opens_only_for_its_user_and_key() -> None:
     box = SecretBox(derive_key(b"a passphrase of some length"))
     sealed, encrypted = box.seal(SECRET, user_id=7)
     assert encrypted
@@ -25,7 +25,7 @@ def test_sealed_secret_opens_only_for_its_user_and_key():
         box.open(b"\x02" + sealed[1:], encrypted=True, user_id=7)
 
 
-def test_without_a_passphrase_secrets_are_marked_unencrypted():
+def test_without_a_passphrase_secrets_are_marked_unencrypted() -> None:
     box = SecretBox(None)
     stored, encrypted = box.seal(SECRET, user_id=1)
     assert not encrypted
@@ -33,7 +33,7 @@ def test_without_a_passphrase_secrets_are_marked_unencrypted():
     assert not box.encrypts
 
 
-async def test_from_passphrase_derives_the_same_key():
+async def test_from_passphrase_derives_the_same_key() -> None:
     first = await SecretBox.from_passphrase(b"a passphrase of some length")
     second = await SecretBox.from_passphrase(b"a passphrase of some length")
     sealed, _ = first.seal(SECRET, user_id=3)

@@ -15,12 +15,12 @@ def at(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def test_codes_match_rfc_6238_test_vectors():
+def test_codes_match_rfc_6238_test_vectors() -> None:
     for seconds, value in VECTORS.items():
         assert service._matching_step(SEED, value[-6:], at(seconds)) == seconds // 30
 
 
-def test_one_step_of_drift_either_way_and_no_more():
+def test_one_step_of_drift_either_way_and_no_more() -> None:
     code = VECTORS[1234567890][-6:]
     step = 1234567890 // 30
     assert service._matching_step(SEED, code, at(1234567890 + 30)) == step
@@ -29,13 +29,13 @@ def test_one_step_of_drift_either_way_and_no_more():
     assert service._matching_step(SEED, code, at(1234567890 - 60)) is None
 
 
-def test_malformed_codes_never_match():
+def test_malformed_codes_never_match() -> None:
     fullwidth = "\uff12\uff18\uff17\uff10\uff18\uff12"  # 287082, the right code
     for code in ("", "12345", "1234567", "abcdef", "28708 ", fullwidth):
         assert service._matching_step(SEED, code, at(59)) is None
 
 
-def test_recovery_codes_are_80_random_bits_grouped():
+def test_recovery_codes_are_80_random_bits_grouped() -> None:
     codes = {service.new_recovery_code() for _ in range(50)}
     assert len(codes) == 50
     for code in codes:

@@ -11,11 +11,14 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from auth_service.db import Database
 from auth_service.maintenance import run_once
 from auth_service.models import OAuthClient, OutboxEvent, RevokedAccessToken
+from auth_service.runtime import Runtime
 
-from ..conftest import PASSWORD
+from ..conftest import PASSWORD, AppContext
 from ..helpers import admin_with_token, bearer, register, user_with_token
 
 
@@ -64,7 +67,9 @@ def oauth_error(response: httpx.Response) -> str:
 # ------------------------------------------------------------------ password grant
 
 
-async def test_the_standard_password_grant_answers_with_scope(client, runtime):
+async def test_the_standard_password_grant_answers_with_scope(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token",
@@ -80,7 +85,9 @@ async def test_the_standard_password_grant_answers_with_scope(client, runtime):
     assert claims["sub"] == str(user["id"])
 
 
-async def test_a_requested_scope_is_intersected_with_what_the_user_may_have(client):
+async def test_a_requested_scope_is_intersected_with_what_the_user_may_have(
+    client: httpx.AsyncClient,
+) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token",
@@ -95,14 +102,18 @@ async def test_a_requested_scope_is_intersected_with_what_the_user_may_have(clie
     assert claims_of(response.json()["access_token"])["scope"] == "items:read"
 
 
-async def test_an_admin_gets_the_administrator_scopes_by_default(client, connection):
+async def test_an_admin_gets_the_administrator_scopes_by_default(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, tokens = await admin_with_token(client, connection)
     scopes = set(claims_of(tokens["access_token"])["scope"].split())
     assert scopes == {"items:read", "items:write", "items:moderate", "users:admin"}
 
 
 @pytest.mark.parametrize("scope", ["nonsense:scope", "items:read \x7f", 'items"read'])
-async def test_unknown_or_malformed_scopes_are_invalid_scope(client, scope):
+async def test_unknown_or_malformed_scopes_are_invalid_scope(
+    client: httpx.AsyncClient, scope: str
+) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token",
@@ -112,7 +123,7 @@ async def test_unknown_or_malformed_scopes_are_invalid_scope(client, scope):
     assert oauth_error(response) == "invalid_scope"
 
 
-async def test_nothing_grantable_is_invalid_scope(client):
+async def test_nothing_grantable_is_invalid_scope(client: httpx.AsyncClient) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token",
@@ -122,7 +133,7 @@ async def test_nothing_grantable_is_invalid_scope(client):
     assert oauth_error(response) == "invalid_scope"
 
 
-async def test_a_bad_password_stays_401_with_invalid_grant(client):
+async def test_a_bad_password_stays_401_with_invalid_grant(client: httpx.AsyncClient) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token",
@@ -132,7 +143,7 @@ async def test_a_bad_password_stays_401_with_invalid_grant(client):
     assert response.json()["error"] == "invalid_grant"
 
 
-async def test_an_unsupported_grant_type(client):
+async def test_an_unsupported_grant_type(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/auth/token", data={"grant_type": "urn:example:nope", "username": "a", "password": "b"}
     )
@@ -140,7 +151,9 @@ async def test_an_unsupported_grant_type(client):
     assert oauth_error(response) == "unsupported_grant_type"
 
 
-async def test_missing_password_fields_are_422_with_invalid_request(client):
+async def test_missing_password_fields_are_422_with_invalid_request(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.post("/auth/token", data={"grant_type": "password", "username": "a"})
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
@@ -156,7 +169,9 @@ async def test_missing_password_fields_are_422_with_invalid_request(client):
         ("/auth/introspect", {"token": "a" * 10000}),
     ],
 )
-async def test_an_oversized_field_is_422_with_invalid_request(client, path, data):
+async def test_an_oversized_field_is_422_with_invalid_request(
+    client: httpx.AsyncClient, path: str, data: dict[str, str]
+) -> None:
     # An OAuth2 client library only recognises an error answer by its "error" member.
     response = await client.post(path, data=data)
     assert response.status_code == 422
@@ -179,7 +194,9 @@ async def test_an_oversized_field_is_422_with_invalid_request(client, path, data
         ("/auth/token", "username=\u00e9&password=\u00e9&password=%FF"),
     ],
 )
-async def test_a_repeated_parameter_is_invalid_request(client, path, body):
+async def test_a_repeated_parameter_is_invalid_request(
+    client: httpx.AsyncClient, path: str, body: str
+) -> None:
     # RFC 6749 §3.1/§3.2: parameters MUST NOT be included more than once.
     response = await client.post(
         path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
@@ -189,7 +206,9 @@ async def test_a_repeated_parameter_is_invalid_request(client, path, body):
     assert "more than once" in response.json()["error_description"]
 
 
-async def test_naming_an_unknown_client_without_credentials_is_invalid_client(client):
+async def test_naming_an_unknown_client_without_credentials_is_invalid_client(
+    client: httpx.AsyncClient,
+) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token",
@@ -199,7 +218,7 @@ async def test_naming_an_unknown_client_without_credentials_is_invalid_client(cl
     assert response.json()["error"] == "invalid_client"
 
 
-async def test_the_public_client_may_be_named(client, runtime):
+async def test_the_public_client_may_be_named(client: httpx.AsyncClient, runtime: Runtime) -> None:
     user = await register(client)
     response = await client.post(
         "/auth/token",
@@ -215,7 +234,7 @@ async def test_the_public_client_may_be_named(client, runtime):
 # ------------------------------------------------------------------ refresh grant
 
 
-async def test_refresh_grant_rotates_like_auth_refresh(client):
+async def test_refresh_grant_rotates_like_auth_refresh(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     first = await client.post(
         "/auth/token",
@@ -244,7 +263,9 @@ async def test_refresh_grant_rotates_like_auth_refresh(client):
 
 
 @pytest.mark.parametrize("token", ["garbage", "x" * 600])
-async def test_an_unknown_refresh_token_is_400_invalid_grant(client, token):
+async def test_an_unknown_refresh_token_is_400_invalid_grant(
+    client: httpx.AsyncClient, token: str
+) -> None:
     response = await client.post(
         "/auth/token", data={"grant_type": "refresh_token", "refresh_token": token}
     )
@@ -252,7 +273,9 @@ async def test_an_unknown_refresh_token_is_400_invalid_grant(client, token):
     assert oauth_error(response) == "invalid_grant"
 
 
-async def test_refresh_keeps_the_login_scope_and_may_only_narrow_it(client):
+async def test_refresh_keeps_the_login_scope_and_may_only_narrow_it(
+    client: httpx.AsyncClient,
+) -> None:
     user = await register(client)
     login = await client.post(
         "/auth/token",
@@ -277,13 +300,15 @@ async def test_refresh_keeps_the_login_scope_and_may_only_narrow_it(client):
     assert claims_of(same.json()["access_token"])["scope"] == "items:read"
 
 
-async def test_refresh_without_a_token_is_invalid_request(client):
+async def test_refresh_without_a_token_is_invalid_request(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth/token", data={"grant_type": "refresh_token"})
     assert response.status_code == 400
     assert oauth_error(response) == "invalid_request"
 
 
-async def test_another_clients_refresh_token_is_refused_and_not_used_up(client, connection):
+async def test_another_clients_refresh_token_is_refused_and_not_used_up(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(
         client, connection, grant_types=["password", "refresh_token"], scopes=["items:read"]
     )
@@ -315,7 +340,9 @@ async def test_another_clients_refresh_token_is_refused_and_not_used_up(client, 
 # ------------------------------------------------------------------ client credentials
 
 
-async def test_client_credentials_with_basic_and_post(client, connection):
+async def test_client_credentials_with_basic_and_post(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(client, connection)
     for kwargs in (
         {"headers": basic(registered["client_id"], registered["client_secret"])},
@@ -338,7 +365,9 @@ async def test_client_credentials_with_basic_and_post(client, connection):
         assert "preferred_username" not in claims
 
 
-async def test_client_credentials_scope_is_narrowed_on_request(client, connection):
+async def test_client_credentials_scope_is_narrowed_on_request(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(client, connection)
     response = await client.post(
         "/auth/token",
@@ -349,7 +378,9 @@ async def test_client_credentials_scope_is_narrowed_on_request(client, connectio
     assert response.json()["scope"] == "items:read"
 
 
-async def test_a_wrong_secret_and_an_unknown_client_answer_alike(client, connection):
+async def test_a_wrong_secret_and_an_unknown_client_answer_alike(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(client, connection)
     wrong = await client.post(
         "/auth/token",
@@ -375,7 +406,9 @@ async def test_a_wrong_secret_and_an_unknown_client_answer_alike(client, connect
     assert wrong.json()["error"] == "invalid_client"
 
 
-async def test_an_unknown_client_is_verified_against_a_dummy_hash(client, runtime, monkeypatch):
+async def test_an_unknown_client_is_verified_against_a_dummy_hash(
+    client: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str | None] = []
     original = runtime.hasher.verify
 
@@ -393,7 +426,9 @@ async def test_an_unknown_client_is_verified_against_a_dummy_hash(client, runtim
     assert calls == [None]  # the hasher then spends a dummy verification
 
 
-async def test_failed_client_authentications_are_throttled(app_context, connection):
+async def test_failed_client_authentications_are_throttled(
+    app_context: AppContext, connection: AsyncConnection
+) -> None:
     async with app_context(login_throttle_max_failures=2) as (_, client):
         registered = await new_client(client, connection)
         statuses = []
@@ -414,13 +449,15 @@ async def test_failed_client_authentications_are_throttled(app_context, connecti
         assert "retry-after" in right.headers
 
 
-async def test_client_credentials_need_a_client(client):
+async def test_client_credentials_need_a_client(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth/token", data={"grant_type": "client_credentials"})
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
 
 
-async def test_a_grant_the_client_was_not_registered_for_is_unauthorized_client(client, connection):
+async def test_a_grant_the_client_was_not_registered_for_is_unauthorized_client(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(client, connection, grant_types=["client_credentials"])
     user = await register(client)
     response = await client.post(
@@ -432,7 +469,9 @@ async def test_a_grant_the_client_was_not_registered_for_is_unauthorized_client(
     assert oauth_error(response) == "unauthorized_client"
 
 
-async def test_two_client_authentication_methods_at_once_are_refused(client, connection):
+async def test_two_client_authentication_methods_at_once_are_refused(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(client, connection)
     response = await client.post(
         "/auth/token",
@@ -444,7 +483,9 @@ async def test_two_client_authentication_methods_at_once_are_refused(client, con
 
 
 @pytest.mark.parametrize("header", ["Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode()])
-async def test_a_malformed_basic_header_is_invalid_client(client, header):
+async def test_a_malformed_basic_header_is_invalid_client(
+    client: httpx.AsyncClient, header: str
+) -> None:
     response = await client.post(
         "/auth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": header}
     )
@@ -452,7 +493,9 @@ async def test_a_malformed_basic_header_is_invalid_client(client, header):
     assert response.json()["error"] == "invalid_client"
 
 
-async def test_a_machine_token_never_passes_for_a_user(client, connection):
+async def test_a_machine_token_never_passes_for_a_user(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(client, connection)
     token = (
         await client.post(
@@ -467,7 +510,9 @@ async def test_a_machine_token_never_passes_for_a_user(client, connection):
         assert response.json()["code"] == "user_token_required"
 
 
-async def test_a_user_token_without_users_admin_cannot_administer(client, connection):
+async def test_a_user_token_without_users_admin_cannot_administer(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     admin, _ = await admin_with_token(client, connection)
     narrow = await client.post(
         "/auth/token",
@@ -483,7 +528,9 @@ async def test_a_user_token_without_users_admin_cannot_administer(client, connec
 # ------------------------------------------------------------------ secrets
 
 
-async def test_a_client_secret_is_never_stored_or_logged_in_clear(client, connection, caplog):
+async def test_a_client_secret_is_never_stored_or_logged_in_clear(
+    client: httpx.AsyncClient, connection: AsyncConnection, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     registered = await new_client(client, connection)
     secret = registered["client_secret"]
@@ -513,7 +560,7 @@ async def test_a_client_secret_is_never_stored_or_logged_in_clear(client, connec
 # ------------------------------------------------------------------ revocation
 
 
-async def test_revoking_a_refresh_token_revokes_its_family(client):
+async def test_revoking_a_refresh_token_revokes_its_family(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     rotated = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     successor = rotated.json()["refresh_token"]
@@ -526,7 +573,9 @@ async def test_revoking_a_refresh_token_revokes_its_family(client):
     ).status_code == 401
 
 
-async def test_revoking_an_access_token_records_its_jti_and_an_event(client, connection):
+async def test_revoking_an_access_token_records_its_jti_and_an_event(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, tokens = await user_with_token(client)
     token = tokens["access_token"]
     response = await client.post("/auth/revoke", data={"token": token})
@@ -552,18 +601,20 @@ async def test_revoking_an_access_token_records_its_jti_and_an_event(client, con
 
 
 @pytest.mark.parametrize("token", ["garbage", "a.b.c", "x" * 600])
-async def test_revoking_an_unknown_token_is_200(client, token):
+async def test_revoking_an_unknown_token_is_200(client: httpx.AsyncClient, token: str) -> None:
     response = await client.post("/auth/revoke", data={"token": token})
     assert response.status_code == 200
 
 
-async def test_revoke_without_a_token_is_invalid_request(client):
+async def test_revoke_without_a_token_is_invalid_request(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth/revoke", data={})
     assert response.status_code == 400
     assert oauth_error(response) == "invalid_request"
 
 
-async def test_a_clients_token_can_only_be_revoked_by_that_client(client, connection):
+async def test_a_clients_token_can_only_be_revoked_by_that_client(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(client, connection)
     token = (
         await client.post(
@@ -586,14 +637,16 @@ async def test_a_clients_token_can_only_be_revoked_by_that_client(client, connec
 # ------------------------------------------------------------------ introspection
 
 
-async def test_introspection_needs_client_authentication(client):
+async def test_introspection_needs_client_authentication(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)
     response = await client.post("/auth/introspect", data={"token": tokens["access_token"]})
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
 
 
-async def test_introspection_of_access_and_refresh_tokens(client, connection):
+async def test_introspection_of_access_and_refresh_tokens(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     registered = await new_client(
         client,
         connection,
@@ -640,7 +693,9 @@ async def test_introspection_of_access_and_refresh_tokens(client, connection):
     assert garbage.json() == {"active": False}
 
 
-async def test_a_client_that_names_none_the_way_authlib_does_is_the_public_client(client):
+async def test_a_client_that_names_none_the_way_authlib_does_is_the_public_client(
+    client: httpx.AsyncClient,
+) -> None:
     # Authlib's OAuth2Client without a client_id sends the literal "None"
     user = await register(client)
     response = await client.post(
@@ -655,7 +710,9 @@ async def test_a_client_that_names_none_the_way_authlib_does_is_the_public_clien
     assert response.status_code == 200
 
 
-async def test_long_expired_revocations_are_pruned(connection, database):
+async def test_long_expired_revocations_are_pruned(
+    connection: AsyncConnection, database: Database
+) -> None:
     now = datetime.now(UTC)
     for jti, expires in (("old", now - timedelta(days=2)), ("live", now + timedelta(hours=1))):
         await connection.execute(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import jwt
 from sqlalchemy import select
 
@@ -16,11 +19,11 @@ NEW_PASSWORD = "N3w-Passw0rd!x"
 VOLATILE = {"x-request-id", "date"}
 
 
-def stable_headers(response) -> dict[str, str]:
+def stable_headers(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.lower() not in VOLATILE}
 
 
-async def test_reset_flow_end_to_end(mail_app, smtp: SmtpServer):
+async def test_reset_flow_end_to_end(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         old = await login(m.client, user["username"])
@@ -64,7 +67,7 @@ async def test_reset_flow_end_to_end(mail_app, smtp: SmtpServer):
         assert claims["email_verified"] is True
 
 
-async def test_reset_by_username_too(mail_app, smtp: SmtpServer):
+async def test_reset_by_username_too(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         response = await m.client.post(
@@ -75,7 +78,9 @@ async def test_reset_by_username_too(mail_app, smtp: SmtpServer):
         assert any(x["Subject"] == "Reset your password" for x in smtp.to(user["email"]))
 
 
-async def test_unknown_account_gets_the_same_answer_and_no_mail(mail_app, smtp: SmtpServer):
+async def test_unknown_account_gets_the_same_answer_and_no_mail(
+    mail_app: Any, smtp: SmtpServer
+) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         await m.deliver()
@@ -98,7 +103,7 @@ async def test_unknown_account_gets_the_same_answer_and_no_mail(mail_app, smtp: 
             assert SKIPPED in set(statuses)
 
 
-async def test_request_body_needs_email_or_username(mail_app):
+async def test_request_body_needs_email_or_username(mail_app: Any) -> None:
     async with mail_app() as m:
         response = await m.client.post("/auth/password-reset", json={})
         assert response.status_code == 422
@@ -107,8 +112,8 @@ async def test_request_body_needs_email_or_username(mail_app):
 
 
 async def test_expired_superseded_and_unknown_tokens_are_alike(
-    mail_app, smtp: SmtpServer, clock: FakeClock
-):
+    mail_app: Any, smtp: SmtpServer, clock: FakeClock
+) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         for _ in range(2):
@@ -136,7 +141,7 @@ async def test_expired_superseded_and_unknown_tokens_are_alike(
         assert len({a.json()["detail"] for a in answers}) == 1
 
 
-async def test_a_password_change_voids_the_reset_link(mail_app, smtp: SmtpServer):
+async def test_a_password_change_voids_the_reset_link(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         tokens = await login(m.client, user["username"])
@@ -158,7 +163,7 @@ async def test_a_password_change_voids_the_reset_link(mail_app, smtp: SmtpServer
         assert response.json()["code"] == "invalid_token"
 
 
-async def test_reset_requests_are_throttled_per_account(mail_app, smtp: SmtpServer):
+async def test_reset_requests_are_throttled_per_account(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app(reset_throttle_max=2) as m:
         user = await register(m.client)
         for identifier in ({"email": user["email"]}, {"username": user["username"]}) * 2:
@@ -169,7 +174,7 @@ async def test_reset_requests_are_throttled_per_account(mail_app, smtp: SmtpServ
         assert len(resets) == 2
 
 
-async def test_smtp_outage_loses_nothing(mail_app, smtp: SmtpServer, clock: FakeClock):
+async def test_smtp_outage_loses_nothing(mail_app: Any, smtp: SmtpServer, clock: FakeClock) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         await m.deliver()
@@ -202,8 +207,8 @@ async def test_smtp_outage_loses_nothing(mail_app, smtp: SmtpServer, clock: Fake
 
 
 async def test_undeliverable_mail_is_dead_lettered_after_the_last_attempt(
-    mail_app, smtp: SmtpServer, clock: FakeClock
-):
+    mail_app: Any, smtp: SmtpServer, clock: FakeClock
+) -> None:
     async with mail_app(mail_max_attempts=3, mail_retry_max_seconds=1) as m:
         await smtp.stop()
         user = await register(m.client)

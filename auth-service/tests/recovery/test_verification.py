@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import jwt
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..conftest import PASSWORD, unique
+from ..conftest import PASSWORD, FakeClock, unique
 from ..helpers import bearer, login, register
 from ..smtp_server import SmtpServer, text_of, token_in
 
@@ -26,11 +28,13 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def claims_of(tokens: dict) -> dict:
+def claims_of(tokens: dict[str, Any]) -> dict[str, Any]:
     return jwt.decode(tokens["access_token"], options={"verify_signature": False})
 
 
-async def test_registration_mails_a_link_that_verifies_the_address(mail_app, smtp: SmtpServer):
+async def test_registration_mails_a_link_that_verifies_the_address(
+    mail_app: Any, smtp: SmtpServer
+) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         assert user["email_verified"] is False
@@ -51,7 +55,7 @@ async def test_registration_mails_a_link_that_verifies_the_address(mail_app, smt
         assert again.json()["code"] == "invalid_token"
 
 
-async def test_links_ignore_the_host_header(mail_app, smtp: SmtpServer):
+async def test_links_ignore_the_host_header(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app() as m:
         username = unique()
         response = await m.client.post(
@@ -66,7 +70,7 @@ async def test_links_ignore_the_host_header(mail_app, smtp: SmtpServer):
         assert "https://public.example/verify-email" in text_of(message)
 
 
-async def test_unverified_logins_are_refused_when_required(mail_app, smtp: SmtpServer):
+async def test_unverified_logins_are_refused_when_required(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app(require_verified_email=True) as m:
         user = await register(m.client)
         refused = await m.client.post(
@@ -84,13 +88,13 @@ async def test_unverified_logins_are_refused_when_required(mail_app, smtp: SmtpS
         assert claims_of(await login(m.client, user["username"]))["email_verified"] is True
 
 
-async def test_unverified_logins_are_allowed_by_default(mail_app):
+async def test_unverified_logins_are_allowed_by_default(mail_app: Any) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         await login(m.client, user["username"])
 
 
-async def test_an_email_change_is_used_only_once_confirmed(mail_app, smtp: SmtpServer):
+async def test_an_email_change_is_used_only_once_confirmed(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app() as m:
         user = await register(m.client)
         tokens = await login(m.client, user["username"])
@@ -119,7 +123,9 @@ async def test_an_email_change_is_used_only_once_confirmed(mail_app, smtp: SmtpS
         assert me.json()["email"] == new
 
 
-async def test_an_admin_email_change_needs_confirmation_too(mail_app, smtp: SmtpServer, connection):
+async def test_an_admin_email_change_needs_confirmation_too(
+    mail_app: Any, smtp: SmtpServer, connection: AsyncConnection
+) -> None:
     from ..helpers import admin_with_token
 
     async with mail_app() as m:
@@ -135,7 +141,9 @@ async def test_an_admin_email_change_needs_confirmation_too(mail_app, smtp: Smtp
         assert [x["Subject"] for x in smtp.to(new)] == [CONFIRM]
 
 
-async def test_a_change_to_a_taken_address_is_refused_and_mails_nothing(mail_app, smtp: SmtpServer):
+async def test_a_change_to_a_taken_address_is_refused_and_mails_nothing(
+    mail_app: Any, smtp: SmtpServer
+) -> None:
     async with mail_app() as m:
         other = await register(m.client)
         user = await register(m.client)
@@ -151,7 +159,7 @@ async def test_a_change_to_a_taken_address_is_refused_and_mails_nothing(mail_app
         assert len(smtp.messages) == before
 
 
-async def test_resend_is_202_and_limited_per_account(mail_app, smtp: SmtpServer):
+async def test_resend_is_202_and_limited_per_account(mail_app: Any, smtp: SmtpServer) -> None:
     async with mail_app(verify_resend_max=3) as m:
         user = await register(m.client)  # the first message counts
         tokens = await login(m.client, user["username"])
@@ -174,8 +182,12 @@ async def test_resend_is_202_and_limited_per_account(mail_app, smtp: SmtpServer)
 
 
 async def test_no_token_or_link_is_logged_in_production_mode(
-    mail_app, smtp: SmtpServer, clock, capsys: pytest.CaptureFixture[str], restore_logging
-):
+    mail_app: Any,
+    smtp: SmtpServer,
+    clock: FakeClock,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+) -> None:
     async with mail_app(
         environment="production",
         key_passphrase="a-long-enough-passphrase",

@@ -1,17 +1,21 @@
 import time
+from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth_service.models import OutboxEvent
 
-from ..conftest import PASSWORD, unique
+from ..conftest import PASSWORD, AppContext, unique
 from ..helpers import admin_with_token, bearer, login, register, user_with_token
 from ..items_server import ItemsServer, item
 
 
 @pytest.fixture
-def items_server():
+def items_server() -> Iterator[ItemsServer]:
     server = ItemsServer().start()
     yield server
     server.stop()
@@ -20,7 +24,9 @@ def items_server():
 # ------------------------------------------------------------------ /users/me
 
 
-async def test_me_includes_the_items_from_items_service(app_context, items_server):
+async def test_me_includes_the_items_from_items_service(
+    app_context: AppContext, items_server: ItemsServer
+) -> None:
     async with app_context(items_url=items_server.url) as (_, client):
         user, tokens = await user_with_token(client)
         items_server.body = [item(1, user["id"]), item(2, user["id"])]
@@ -44,7 +50,9 @@ async def test_me_includes_the_items_from_items_service(app_context, items_serve
     assert sent["X-Request-ID"] == "rid-123"
 
 
-async def test_me_has_null_items_when_items_service_is_slow(app_context, items_server):
+async def test_me_has_null_items_when_items_service_is_slow(
+    app_context: AppContext, items_server: ItemsServer
+) -> None:
     items_server.delay = 2.0
     async with app_context(items_url=items_server.url, items_timeout_seconds=0.3) as (_, client):
         _, tokens = await user_with_token(client)
@@ -56,14 +64,16 @@ async def test_me_has_null_items_when_items_service_is_slow(app_context, items_s
     assert elapsed < 1.0
 
 
-async def test_me_has_null_items_when_items_service_is_down(client):
+async def test_me_has_null_items_when_items_service_is_down(client: httpx.AsyncClient) -> None:
     _, tokens = await user_with_token(client)  # items_url points at a closed port
     response = await client.get("/users/me", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200
     assert response.json()["items"] is None
 
 
-async def test_me_has_null_items_when_items_service_fails(app_context, items_server):
+async def test_me_has_null_items_when_items_service_fails(
+    app_context: AppContext, items_server: ItemsServer
+) -> None:
     items_server.status = 503
     async with app_context(items_url=items_server.url) as (_, client):
         _, tokens = await user_with_token(client)
@@ -71,14 +81,14 @@ async def test_me_has_null_items_when_items_service_fails(app_context, items_ser
     assert response.json()["items"] is None
 
 
-async def test_me_needs_a_token(client):
+async def test_me_needs_a_token(client: httpx.AsyncClient) -> None:
     assert (await client.get("/users/me")).status_code == 401
 
 
 # ------------------------------------------------------------------ PUT /users/me
 
 
-async def test_update_full_name_and_request_an_email_change(client):
+async def test_update_full_name_and_request_an_email_change(client: httpx.AsyncClient) -> None:
     user, tokens = await user_with_token(client)
     email = f"{unique()}@Example.com"
     response = await client.put(
@@ -92,7 +102,7 @@ async def test_update_full_name_and_request_an_email_change(client):
     assert response.json()["full_name"] == "New Name"
 
 
-async def test_partial_update_keeps_other_fields(client):
+async def test_partial_update_keeps_other_fields(client: httpx.AsyncClient) -> None:
     user, tokens = await user_with_token(client)
     response = await client.put(
         "/users/me", json={"full_name": None}, headers=bearer(tokens["access_token"])
@@ -102,7 +112,7 @@ async def test_partial_update_keeps_other_fields(client):
     assert response.json()["email"] == user["email"]
 
 
-async def test_update_to_a_taken_email_is_400(client):
+async def test_update_to_a_taken_email_is_400(client: httpx.AsyncClient) -> None:
     other = await register(client)
     _, tokens = await user_with_token(client)
     response = await client.put(
@@ -125,13 +135,13 @@ async def test_update_to_a_taken_email_is_400(client):
         [],
     ],
 )
-async def test_invalid_updates_are_422(client, body):
+async def test_invalid_updates_are_422(client: httpx.AsyncClient, body: Any) -> None:
     _, tokens = await user_with_token(client)
     response = await client.put("/users/me", json=body, headers=bearer(tokens["access_token"]))
     assert response.status_code == 422
 
 
-async def test_changing_the_password_requires_the_current_one(client):
+async def test_changing_the_password_requires_the_current_one(client: httpx.AsyncClient) -> None:
     user, tokens = await user_with_token(client)
     headers = bearer(tokens["access_token"])
     missing = await client.put("/users/me", json={"password": "N3w-Passw0rd!"}, headers=headers)
@@ -168,7 +178,9 @@ async def test_changing_the_password_requires_the_current_one(client):
 # ------------------------------------------------------------------ DELETE /users/me
 
 
-async def test_delete_me_removes_the_account_and_records_an_event(client, connection):
+async def test_delete_me_removes_the_account_and_records_an_event(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     user, tokens = await user_with_token(client)
     response = await client.delete("/users/me", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200
@@ -184,7 +196,7 @@ async def test_delete_me_removes_the_account_and_records_an_event(client, connec
 # ------------------------------------------------------------------ admin
 
 
-async def test_non_admins_get_403(client):
+async def test_non_admins_get_403(client: httpx.AsyncClient) -> None:
     user, tokens = await user_with_token(client)
     headers = bearer(tokens["access_token"])
     for method, path in [
@@ -198,7 +210,9 @@ async def test_non_admins_get_403(client):
         assert response.status_code == 403, (method, path)
 
 
-async def test_admin_lists_users_with_paging_and_total(client, connection):
+async def test_admin_lists_users_with_paging_and_total(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, admin = await admin_with_token(client, connection)
     for _ in range(3):
         await register(client)
@@ -218,13 +232,17 @@ async def test_admin_lists_users_with_paging_and_total(client, connection):
     "params",
     [{"skip": -1}, {"limit": 0}, {"limit": 101}, {"limit": "abc"}, {"skip": 2**63}],
 )
-async def test_bad_paging_is_422(client, connection, params):
+async def test_bad_paging_is_422(
+    client: httpx.AsyncClient, connection: AsyncConnection, params: dict[str, Any]
+) -> None:
     _, admin = await admin_with_token(client, connection)
     response = await client.get("/users/", params=params, headers=bearer(admin["access_token"]))
     assert response.status_code == 422
 
 
-async def test_admin_reads_a_user_or_gets_404(client, connection):
+async def test_admin_reads_a_user_or_gets_404(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     user = await register(client)
     _, admin = await admin_with_token(client, connection)
     headers = bearer(admin["access_token"])
@@ -235,13 +253,15 @@ async def test_admin_reads_a_user_or_gets_404(client, connection):
 
 
 @pytest.mark.parametrize("user_id", ["0", "-1", "abc", str(2**63), "1.5"])
-async def test_bad_user_ids_are_422(client, connection, user_id):
+async def test_bad_user_ids_are_422(
+    client: httpx.AsyncClient, connection: AsyncConnection, user_id: str
+) -> None:
     _, admin = await admin_with_token(client, connection)
     response = await client.get(f"/users/{user_id}", headers=bearer(admin["access_token"]))
     assert response.status_code == 422
 
 
-async def test_admin_updates_a_user(client, connection):
+async def test_admin_updates_a_user(client: httpx.AsyncClient, connection: AsyncConnection) -> None:
     user = await register(client)
     _, admin = await admin_with_token(client, connection)
     response = await client.patch(
@@ -259,7 +279,9 @@ async def test_admin_updates_a_user(client, connection):
 @pytest.mark.parametrize(
     "body", [{"is_active": None}, {"is_admin": "yes please"}, {"username": "x"}, {"email": "bad"}]
 )
-async def test_invalid_admin_updates_are_422(client, connection, body):
+async def test_invalid_admin_updates_are_422(
+    client: httpx.AsyncClient, connection: AsyncConnection, body: dict[str, Any]
+) -> None:
     user = await register(client)
     _, admin = await admin_with_token(client, connection)
     response = await client.patch(
@@ -268,7 +290,9 @@ async def test_invalid_admin_updates_are_422(client, connection, body):
     assert response.status_code == 422
 
 
-async def test_a_deactivated_user_cannot_log_in(client, connection):
+async def test_a_deactivated_user_cannot_log_in(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     user = await register(client)
     _, admin = await admin_with_token(client, connection)
     await client.patch(
@@ -280,7 +304,9 @@ async def test_a_deactivated_user_cannot_log_in(client, connection):
     assert response.status_code == 403
 
 
-async def test_admin_rights_are_checked_in_the_database_not_the_token(client, connection):
+async def test_admin_rights_are_checked_in_the_database_not_the_token(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     admin_user, admin = await admin_with_token(client, connection)
     other_admin, _ = await admin_with_token(client, connection)
     await client.patch(
@@ -294,7 +320,7 @@ async def test_admin_rights_are_checked_in_the_database_not_the_token(client, co
     del other_admin
 
 
-async def test_admin_deletes_a_user(client, connection):
+async def test_admin_deletes_a_user(client: httpx.AsyncClient, connection: AsyncConnection) -> None:
     user = await register(client)
     _, admin = await admin_with_token(client, connection)
     headers = bearer(admin["access_token"])
@@ -308,7 +334,9 @@ async def test_admin_deletes_a_user(client, connection):
 # ------------------------------------------------------------------ the last admin
 
 
-async def _only_admin(client, connection):
+async def _only_admin(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Make the caller the only active admin of the (rolled-back) database."""
     from sqlalchemy import update
 
@@ -322,7 +350,12 @@ async def _only_admin(client, connection):
     ("method", "body"),
     [("PATCH", {"is_admin": False}), ("PATCH", {"is_active": False}), ("DELETE", None)],
 )
-async def test_the_last_admin_cannot_be_removed(client, connection, method, body):
+async def test_the_last_admin_cannot_be_removed(
+    client: httpx.AsyncClient,
+    connection: AsyncConnection,
+    method: str,
+    body: dict[str, Any] | None,
+) -> None:
     admin_user, admin = await _only_admin(client, connection)
     response = await client.request(
         method, f"/users/{admin_user['id']}", json=body, headers=bearer(admin["access_token"])
@@ -333,13 +366,17 @@ async def test_the_last_admin_cannot_be_removed(client, connection, method, body
     assert {"user_id": admin_user["id"]} not in payloads  # rolled back with the refusal
 
 
-async def test_the_last_admin_cannot_delete_themselves(client, connection):
+async def test_the_last_admin_cannot_delete_themselves(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     _, admin = await _only_admin(client, connection)
     response = await client.delete("/users/me", headers=bearer(admin["access_token"]))
     assert response.status_code == 409
 
 
-async def test_with_a_second_admin_demotion_works(client, connection):
+async def test_with_a_second_admin_demotion_works(
+    client: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
     admin_user, admin = await _only_admin(client, connection)
     await admin_with_token(client, connection)
     response = await client.patch(

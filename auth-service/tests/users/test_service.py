@@ -10,10 +10,12 @@ from auth_service.db import Database
 from auth_service.models import User
 from auth_service.users import service
 
-from ..conftest import PASSWORD, unique
+from ..conftest import PASSWORD, AppContext, unique
 
 
-async def test_concurrent_registrations_of_one_username(app_context, fresh_database_url):
+async def test_concurrent_registrations_of_one_username(
+    app_context: AppContext, fresh_database_url: str
+) -> None:
     async with app_context(use_database=False, database_url=fresh_database_url) as (_, client):
         username = unique("race")
         bodies = [
@@ -32,7 +34,9 @@ async def test_concurrent_registrations_of_one_username(app_context, fresh_datab
     assert {r.json()["code"] for r in responses if r.status_code == 400} == {"username_taken"}
 
 
-async def test_concurrent_registrations_of_one_email(app_context, fresh_database_url):
+async def test_concurrent_registrations_of_one_email(
+    app_context: AppContext, fresh_database_url: str
+) -> None:
     async with app_context(use_database=False, database_url=fresh_database_url) as (_, client):
         email = f"{unique()}@example.com"
         responses = await asyncio.gather(
@@ -48,7 +52,7 @@ async def test_concurrent_registrations_of_one_email(app_context, fresh_database
     assert {r.json()["code"] for r in responses if r.status_code == 400} == {"email_taken"}
 
 
-async def test_the_unique_index_backs_up_the_check(database):
+async def test_the_unique_index_backs_up_the_check(database: Database) -> None:
     """Without the pre-check (a lost race), the flush itself maps to username_taken."""
     now = datetime.now(UTC)
     name = unique("Idx")
@@ -71,7 +75,7 @@ async def test_the_unique_index_backs_up_the_check(database):
         await session.rollback()
 
 
-async def test_two_admins_demoting_each_other_cannot_both_succeed(fresh_database_url):
+async def test_two_admins_demoting_each_other_cannot_both_succeed(fresh_database_url: str) -> None:
     from auth_service.settings import Settings
 
     database = Database.from_settings(Settings(database_url=fresh_database_url))
@@ -96,7 +100,7 @@ async def test_two_admins_demoting_each_other_cannot_both_succeed(fresh_database
                 now=now,
             )
 
-        async def demote(user_id):
+        async def demote(user_id: int) -> str:
             try:
                 async with database.transaction() as session:
                     user = await session.get(User, user_id)

@@ -42,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         help="run PostgreSQL, Redis, both services and Traefik until Ctrl-C",
         description="Start the whole stack locally and print the gateway URL once it serves.",
     )
-    run.add_argument("--workers", type=int, default=1, help="uvicorn workers per service")
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="uvicorn workers of each service (default: sized to the machine, see the README)",
+    )
     run.add_argument("--gateway-port", type=int, help="gateway port (default GATEWAY_PORT or 8080)")
     run.add_argument(
         "--data-dir", type=Path, help="data folder (default DEVSTACK_DATA_DIR or .data/stack)"
@@ -77,7 +81,9 @@ def service_cli(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides: dict[str, object] = {"workers": args.workers}
+    overrides: dict[str, object] = {}
+    if args.workers is not None:
+        overrides.update(auth_workers=args.workers, items_workers=args.workers)
     if args.gateway_port is not None:
         overrides["gateway_port"] = args.gateway_port
     if args.data_dir is not None:
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _say(f"data folder {config.data_dir}, logs in {stack.logs_dir}")
+        _say(f"sized for {stack.sizing.describe()}")
         stack.start()
         print(
             f"\nStack ready: {stack.base_url}\n"

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from devstack.sizing import Sizing, size_stack
 from svckit.testing.servers import free_port
 
 DEFAULT_HOST = "127.0.0.1"
@@ -36,6 +37,15 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _count(environ: Mapping[str, str], name: str) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
+
+
 def _url(environ: Mapping[str, str], name: str) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
@@ -57,7 +67,9 @@ class StackConfig:
     auth_port: int = DEFAULT_AUTH_PORT
     items_port: int = DEFAULT_ITEMS_PORT
     smtp_port: int = DEFAULT_SMTP_PORT
-    workers: int = 1
+    # Workers per service; None: sized to the machine (devstack.sizing).
+    auth_workers: int | None = None
+    items_workers: int | None = None
     auth_database_url: str | None = None
     items_database_url: str | None = None
     redis_url: str | None = None
@@ -70,8 +82,14 @@ class StackConfig:
     items_app: str = "items_service.app:create_app"
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError("workers must be at least 1")
+        for workers in (self.auth_workers, self.items_workers):
+            if workers is not None and workers < 1:
+                raise ValueError("workers must be at least 1")
+
+    @property
+    def sizing(self) -> Sizing:
+        """Workers, hashing threads and pool sizes for this machine (devstack.sizing)."""
+        return size_stack(auth_workers=self.auth_workers, items_workers=self.items_workers)
 
     @property
     def base_url(self) -> str:
@@ -85,8 +103,9 @@ class StackConfig:
         ``GATEWAY_PORT``, ``GATEWAY_METRICS_PORT``, ``AUTH_PORT``, ``ITEMS_PORT``,
         ``DEVSTACK_SMTP_PORT`` (the local SMTP server's),
         ``AUTH_DATABASE_URL``, ``ITEMS_DATABASE_URL``, ``REDIS_URL`` and
-        ``GATEWAY_TRUSTED_IPS`` (comma-separated) and ``DEVSTACK_BIN_DIR`` (where traefik,
-        uvicorn and the service CLIs are; default: this Python's bin folder).
+        ``GATEWAY_TRUSTED_IPS`` (comma-separated), ``DEVSTACK_AUTH_WORKERS`` and
+        ``DEVSTACK_ITEMS_WORKERS`` (default: sized to the machine) and ``DEVSTACK_BIN_DIR``
+        (where traefik, uvicorn and the service CLIs are; default: this Python's bin folder).
         """
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DEVSTACK_DATA_DIR") or repo_root() / ".data" / "stack")
@@ -104,6 +123,8 @@ class StackConfig:
             items_database_url=_url(env, "ITEMS_DATABASE_URL"),
             redis_url=_url(env, "REDIS_URL"),
             trusted_ips=trusted,
+            auth_workers=_count(env, "DEVSTACK_AUTH_WORKERS"),
+            items_workers=_count(env, "DEVSTACK_ITEMS_WORKERS"),
         )
         if env.get("DEVSTACK_BIN_DIR"):
             config = replace(config, bin_dir=Path(env["DEVSTACK_BIN_DIR"]).resolve())

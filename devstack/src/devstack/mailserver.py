@@ -5,7 +5,8 @@ temporary name and renamed, so a reader never sees half a message. The log line 
 recipients, the subject and the file, never the body: links and tokens stay in the file.
 It accepts any sender and recipient and relays nothing; it listens on loopback only.
 
-Run: ``python -m devstack.mailserver --port 1025 --dir .data/stack/mail``.
+``make run`` runs it in a thread of its launcher (:class:`MailServer`); on its own:
+``python -m devstack.mailserver --port 1025 --dir .data/stack/mail``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import signal
+import threading
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -80,6 +82,97 @@ async def serve(host: str, port: int, directory: Path) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await server.wait_closed()
+
+
+class MailServer:
+    """The SMTP server run in a thread of the calling process (the ``make run`` launcher).
+
+    In a thread rather than a process of its own: it handles a handful of messages, and a
+    second interpreter would cost the stack tens of megabytes for the whole of its life.
+    ``stop()`` closes the listening socket and joins the thread.
+    """
+
+    def __init__(self, host: str, port: int, directory: Path, log_path: Path) -> None:
+        self.host = host
+        self.port = port
+        self.directory = directory
+        self.log_path = log_path
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._handler: logging.Handler | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.running:
+            return
+        self._attach_log()
+        ready = threading.Event()
+        self._failure = None
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="devstack-mail", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(timeout) or self._failure is not None:
+            self.stop()
+            raise OSError(f"the local SMTP server did not start: {self._failure!r}")
+
+    def stop(self) -> None:
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        if thread is not None:
+            thread.join(timeout=5)
+        self._thread = self._loop = self._stop = None
+        if self._handler is not None:
+            logger.removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+
+    def _attach_log(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        self._handler = handler
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(ready))
+        except BaseException as exc:  # reported to start(), which raises it
+            self._failure = exc
+            ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        store = MailStore(self.directory)
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await loop.create_server(
+            lambda: SMTP(store, hostname="devstack-mail", ident="devstack mail"),
+            self.host,
+            self.port,
+        )
+        logger.info(
+            "local SMTP server on %s:%d, messages in %s", self.host, self.port, self.directory
+        )
+        ready.set()
+        async with server:
+            await self._stop.wait()
+            server.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await server.wait_closed()
 
 
 def main(argv: list[str] | None = None) -> int:

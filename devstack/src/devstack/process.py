@@ -8,6 +8,7 @@ never by name.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -16,8 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 from devstack.errors import BinaryMissing, ComponentFailed, PortInUse
 
@@ -136,10 +136,25 @@ class ManagedProcess:
 
 
 def http_ok(url: str, *, timeout: float = 2.0, local_address: str | None = None) -> bool:
-    """Whether ``GET url`` answers 200."""
-    transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
+    """Whether ``GET url`` answers 200.
+
+    With the standard library's client: the launcher stays up for the stack's whole life, and
+    an HTTP library's imports would cost it memory for nothing but these polls.
+    """
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1",
+        parts.port or 80,
+        timeout=timeout,
+        source_address=(local_address, 0) if local_address else None,
+    )
     try:
-        with httpx.Client(timeout=timeout, transport=transport) as client:
-            return client.get(url).status_code == 200
-    except httpx.HTTPError:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        connection.close()

@@ -10,7 +10,6 @@ a component's log.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -18,28 +17,28 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
-
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING, Self
 
 from devstack.config import StackConfig
+from devstack.createdb import UNREACHABLE
 from devstack.errors import BinaryMissing, ComponentFailed, StackError
 from devstack.gateway import redis_env, render_static
 from devstack.process import ManagedProcess, ensure_port_free, http_ok, require_binary, tail
 from svckit.testing.servers import (
     DependencyUnavailable,
     EmbeddedPostgres,
-    create_database,
+    database_name,
     free_port,
     redis_server_binary,
     with_database,
 )
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from devstack.mailserver import MailServer
+
 Reporter = Callable[[str], None]
 
 AUTH = "auth-service"
@@ -81,18 +80,8 @@ def running_stack_env(data_dir: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine from sync code, also when the caller is inside a running loop."""
-
-    async def main() -> T:
-        return await factory()
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, main()).result()
-
-
 def _database_name(url: str, setting: str) -> str:
-    name = make_url(url).database
+    name = database_name(url)
     if not name:
         raise StackError(f"{setting} must name a database: {url!r}")
     return name
@@ -103,10 +92,12 @@ class Stack:
 
     def __init__(self, config: StackConfig, *, report: Reporter | None = None) -> None:
         self.config = config
+        self.sizing = config.sizing
         self._report = report or (lambda _message: None)
         self._postgres: EmbeddedPostgres | None = None
         self._redis_port: int | None = None
         self._processes: dict[str, ManagedProcess] = {}
+        self._mail: MailServer | None = None
         self._gateway_urls: dict[str, str] = {}
         self.auth_database_url = config.auth_database_url
         self.items_database_url = config.items_database_url
@@ -163,7 +154,7 @@ class Stack:
     @property
     def components(self) -> tuple[str, ...]:
         """Names of the components that can be stopped and started."""
-        names = [*SERVICES, *self._processes]
+        names = [*SERVICES, *self._processes, *([MAIL] if self.local_mail else [])]
         if self._postgres is not None or self._embedded_postgres_used():
             names.append(POSTGRES)
         return tuple(dict.fromkeys(names))
@@ -175,7 +166,8 @@ class Stack:
         if self.redis_url is None:
             raise StackError("the stack's Redis is not set up yet; call start() first")
         config = self.config
-        env = dict(os.environ)
+        # The machine's sizing first: the environment (and the config's own) may override it.
+        env = {**self.sizing.env(), **os.environ}
         env.update(config.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("GATEWAY_HEALTHCHECK_INTERVAL", "2s")
@@ -232,6 +224,9 @@ class Stack:
                 self._processes[name].stop()
         self._processes.clear()
         self._gateway_urls.clear()
+        if self._mail is not None:
+            self._mail.stop()
+            self._mail = None
         if self._postgres is not None:
             with contextlib.suppress(Exception):
                 self._report("stopping PostgreSQL")
@@ -270,6 +265,9 @@ class Stack:
             return
         if name == REDIS and self.config.redis_url is not None:
             raise StackError("Redis is external (REDIS_URL); the stack cannot stop it")
+        if name == MAIL and self._mail is not None:
+            self._mail.stop()
+            return
         process = self._processes.get(name)
         if process is None:
             raise StackError(f"unknown component {name!r}; known: {', '.join(self.components)}")
@@ -441,16 +439,22 @@ class Stack:
             assert url is not None
             name = _database_name(url, setting)
             admin_url = with_database(url, "postgres")
-            try:
-                _run_async(lambda a=admin_url, n=name: create_database(a, n))  # type: ignore[misc]
-            except (OSError, TimeoutError) as exc:
+            # In a child process: see devstack.createdb.
+            result = subprocess.run(
+                [sys.executable, "-m", "devstack.createdb", admin_url, name],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            reason = result.stderr.strip().splitlines()[-1:] or [f"status {result.returncode}"]
+            if result.returncode == UNREACHABLE:
                 raise ComponentFailed(
-                    f"cannot reach PostgreSQL for {setting} to create database {name!r}: {exc}"
-                ) from None
-            except Exception as exc:
-                raise ComponentFailed(
-                    f"cannot create database {name!r} ({setting}): {type(exc).__name__}: {exc}"
-                ) from None
+                    f"cannot reach PostgreSQL for {setting} to create database {name!r}: "
+                    f"{reason[0]}"
+                )
+            if result.returncode != 0:
+                raise ComponentFailed(f"cannot create database {name!r} ({setting}): {reason[0]}")
 
     def _start_redis(self) -> None:
         if self.config.redis_url is not None:
@@ -484,16 +488,16 @@ class Stack:
             self._processes[REDIS] = process
         self._report(f"starting Redis (embedded) on 127.0.0.1:{self._redis_port}")
         process.start()
-        import redis
+        port = self._redis_port or 0
 
         def ping() -> bool:
-            client = redis.Redis(port=self._redis_port or 0, socket_timeout=1)
+            # A raw PING: a Redis client's import would stay in the launcher's memory.
             try:
-                return bool(client.ping())
-            except redis.RedisError:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(16).startswith(b"+PONG")
+            except OSError:
                 return False
-            finally:
-                client.close()
 
         process.wait_until(ping, timeout=20, what="answering PING")
 
@@ -501,37 +505,18 @@ class Stack:
         """The local SMTP server (devstack.mailserver), unless AUTH_SMTP_URL names another."""
         if not self.local_mail:
             return
+        from devstack.mailserver import MailServer  # only when mail is local
+
         port = self.config.smtp_port
-        process = self._processes.get(MAIL)
-        if process is None:
-            process = ManagedProcess(
-                MAIL,
-                [
-                    sys.executable,
-                    "-m",
-                    "devstack.mailserver",
-                    "--port",
-                    str(port),
-                    "--dir",
-                    str(self.mail_dir),
-                ],
-                self.log_path(MAIL),
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            self._processes[MAIL] = process
+        if self._mail is None:
+            self._mail = MailServer("127.0.0.1", port, self.mail_dir, self.log_path(MAIL))
         self._report(
             f"starting the local SMTP server on 127.0.0.1:{port} (mail in {self.mail_dir})"
         )
-        process.start()
-
-        def accepting() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        process.wait_until(accepting, timeout=20, what="accepting SMTP connections")
+        try:
+            self._mail.start()
+        except OSError as exc:
+            raise ComponentFailed(str(exc)) from None
 
     def _migrate(self) -> None:
         for service in SERVICES:
@@ -548,10 +533,10 @@ class Stack:
 
     def _start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> None:
         config = self.config
-        port, app = (
-            (config.auth_port, config.auth_app)
+        port, app, workers = (
+            (config.auth_port, config.auth_app, self.sizing.auth_workers)
             if name == AUTH
-            else (config.items_port, config.items_app)
+            else (config.items_port, config.items_app, self.sizing.items_workers)
         )
         process = self._processes.get(name)
         if process is None:
@@ -566,7 +551,7 @@ class Stack:
                     "--port",
                     str(port),
                     "--workers",
-                    str(config.workers),
+                    str(workers),
                     "--no-server-header",
                     "--no-access-log",
                     "--timeout-graceful-shutdown",
@@ -576,7 +561,7 @@ class Stack:
             )
             self._processes[name] = process
         # uvicorn's worker-count variable, which auth-service sizes its hashing by
-        process.env = {**self.env(), "WEB_CONCURRENCY": str(config.workers), **(extra_env or {})}
+        process.env = {**self.env(), "WEB_CONCURRENCY": str(workers), **(extra_env or {})}
         self._report(f"starting {name} on 127.0.0.1:{port}")
         process.start()
         base = f"http://127.0.0.1:{port}"

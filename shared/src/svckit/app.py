@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,6 +27,17 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
         code="dependency_unavailable",
         headers={"Retry-After": "2"},
     )
+
+
+def telemetry(enabled: bool) -> TelemetryConfig:
+    """``FastAPI(telemetry=...)``: native OpenTelemetry on, or off with no per-request check.
+
+    FastAPI otherwise asks OpenTelemetry on every request whether a provider is configured,
+    which reads the environment three times per request.
+    """
+    if enabled:
+        return {}
+    return {"tracing": False, "metrics": False, "logs": False}
 
 
 def install_common(

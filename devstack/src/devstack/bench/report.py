@@ -271,7 +271,11 @@ def render_markdown(
     growth_loads = ", ".join(
         f"{g['size']:,} in {g['load_seconds']:.1f} s" for g in results["growth"]
     )
-    env = ", ".join(f"`{k}={v}`" for k, v in config["env"].items() if v)
+    env = ", ".join(f"`{k}={v}`" for k, v in config.get("bench_env", config["env"]).items() if v)
+    workers = config.get("workers") or {
+        "auth-service": config.get("workers_per_service"),
+        "items-service": config.get("workers_per_service"),
+    }
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
     lines = [
         "# Benchmarks",
@@ -353,8 +357,9 @@ def render_markdown(
         "",
         "- `make bench` (`devstack bench`) starts the real stack exactly as `make run` does "
         f"(Traefik {machine['traefik']}, uvicorn without reload, "
-        f"{config['workers_per_service']} worker(s) per service as StackConfig's defaults "
-        f"size it, embedded PostgreSQL {machine['postgres']} and Redis, the gateway's login "
+        f"{workers['auth-service']} auth-service and {workers['items-service']} items-service "
+        "worker(s), hashing threads and pools as devstack.sizing sizes them for this "
+        f"machine, embedded PostgreSQL {machine['postgres']} and Redis, the gateway's login "
         "and register limits in place) in a fresh data folder on free ports; its only "
         f"setting of its own: {env} (seeded tokens outlive the run).",
         f"- Scenario data like a client's: {config['users']} users registered and logged in "  # noqa: S608

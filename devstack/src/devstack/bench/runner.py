@@ -436,6 +436,7 @@ def _sum_statuses(items: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 _MARKER = ".devstack-bench"
+_SECRET_SUFFIXES = ("PASSWORD", "PASSPHRASE", "SECRET", "TOKEN")
 
 
 def _fresh_data_dir(path: Path) -> None:
@@ -487,7 +488,10 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
         if peer is not None:
             # Built before this stack starts: the build competes with nothing measured.
             peer.step("setup")
-        report(f"starting the stack in {config.data_dir} ({config.workers} workers per service)")
+        sizing = config.sizing
+        report(
+            f"starting the stack in {config.data_dir} as `make run` sizes it: {sizing.describe()}"
+        )
         with Stack(config, report=lambda m: report(f"  {m}")) as stack:
             run = BenchRun(options, stack, wrk, report)
             report(
@@ -545,7 +549,11 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
         "elapsed_s": round(run_elapsed, 1),
         "machine": machine,
         "config": {
-            "workers_per_service": config.workers,
+            # As devstack.sizing sized `make run` on this machine.
+            "workers": {"auth-service": sizing.auth_workers, "items-service": sizing.items_workers},
+            "sizing": dataclasses.asdict(sizing),
+            # The only settings of the bench's own (everything else is `make run`'s).
+            "bench_env": {k: v for k, v in env.items() if not k.endswith(_SECRET_SUFFIXES)},
             "connections": options.connections,
             "duration_s": options.duration,
             "login_duration_s": options.login_duration,
@@ -580,7 +588,7 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
                         "AUTH_DB_POOL_SIZE",
                     }
                 )
-                if not k.endswith(("PASSWORD", "PASSPHRASE"))
+                if not k.endswith(_SECRET_SUFFIXES)
             },
         },
         "calibration": {

