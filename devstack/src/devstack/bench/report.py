@@ -246,6 +246,12 @@ def _side_section(results: dict[str, Any], charts: dict[str, str]) -> list[str]:
             f"- RSS after the runs, {system}: {data['mb']:,.0f} MiB in {data['processes']} "
             f"processes ({parts})."
         )
+    if "ours" in rss:
+        lines.append(
+            "- ours' *launcher* is the bench process itself: it runs the stack (and the local "
+            "SMTP server's thread) as `make run`'s launcher does, but also holds the bench's "
+            "own imports, so its share is an upper bound."
+        )
     lines += ["", "Requests:", ""]
     for system, requests in side["requests"].items():
         lines += [f"- {system}: " + "; ".join(f"({k}) `{v}`" for k, v in requests.items())]
