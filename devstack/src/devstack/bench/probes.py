@@ -19,7 +19,8 @@ import httpx
 # ----------------------------------------------------------------------------- processes
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (none when it is gone)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -41,7 +42,7 @@ def worker_pids(master_pid: int) -> list[int]:
 
     Workers are the ``multiprocessing`` spawn children; the resource tracker is not one.
     """
-    workers = [pid for pid in _children(master_pid) if "spawn_main" in _cmdline(pid)]
+    workers = [pid for pid in children(master_pid) if "spawn_main" in _cmdline(pid)]
     return sorted(workers) or [master_pid]
 
 
@@ -133,7 +134,7 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it."""
     out = [pid]
-    for child in _children(pid):
+    for child in children(pid):
         out += descendants(child)
     return out
 

@@ -23,12 +23,12 @@ import httpx
 
 from devstack.bench import probes, sidebyside
 from devstack.bench.errors import BenchError
+from devstack.bench.launcher import LaunchedStack
 from devstack.bench.options import BenchOptions
 from devstack.bench.peer import Peer
 from devstack.bench.seed import Seeded, load_growth_set, postgres_version, seed_through_api
 from devstack.bench.wrk import Workload, Wrk, WrkResult, ensure_wrk, wrk_version
-from devstack.config import StackConfig
-from devstack.stack import AUTH, GATEWAY, ITEMS, MAIL, REDIS, Stack
+from devstack.stack import AUTH, ITEMS
 from svckit.testing.servers import free_port
 
 Reporter = Callable[[str], None]
@@ -56,7 +56,9 @@ class Recorder:
 
 
 class BenchRun:
-    def __init__(self, options: BenchOptions, stack: Stack, wrk: Wrk, report: Reporter) -> None:
+    def __init__(
+        self, options: BenchOptions, stack: LaunchedStack, wrk: Wrk, report: Reporter
+    ) -> None:
         self.options = options
         self.stack = stack
         self.wrk = wrk
@@ -123,24 +125,10 @@ class BenchRun:
 
     def components(self) -> dict[str, list[int]]:
         """Process ids of each part of the stack, every process `make run` starts, for CPU
-        accounting and memory. The launcher is this process (without its children); it
-        holds the bench's own imports too, so its memory is an upper bound of `make run`'s."""
-        out: dict[str, list[int]] = {}
-        for name, component in (
-            ("items-service", ITEMS),
-            ("auth-service", AUTH),
-            ("traefik", GATEWAY),
-            ("redis", REDIS),
-            ("mail", MAIL),
-        ):
-            pid = self.stack.pid(component)
-            if pid is not None:
-                out[name] = probes.descendants(pid)
-        postmaster = self.stack.data_dir / "postgres" / "postmaster.pid"
-        if postmaster.exists():  # embedded PostgreSQL; its backends come and go
-            out["postgres"] = probes.descendants(int(postmaster.read_text().split()[0]))
-        out["launcher"] = [os.getpid()]
-        return out
+        accounting and memory: the `devstack run` child ("launcher", with the local SMTP
+        server's thread) and its descendants, and PostgreSQL's (its backends come and go).
+        The bench process is none of them."""
+        return self.stack.components()
 
     def healthy(self) -> bool:
         try:
@@ -480,19 +468,25 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
     _fresh_data_dir(options.data_dir)
     wrk = Wrk(wrk_binary, options.data_dir / "wrk")
     env = options.stack_env()
-    # As `make run` starts it: StackConfig's defaults (workers, ...), only ports and folder
-    # are the bench's own.
-    config = StackConfig.ephemeral(options.data_dir / "stack", env=env)
+    # As `make run` starts it: `devstack run` in a child process with the launcher's own
+    # defaults (workers, ...); only ports, folder and `env` are the bench's own.
+    stack = LaunchedStack(
+        options.data_dir / "stack",
+        log_path=options.data_dir / "launcher.log",
+        env=env,
+        report=lambda m: report(f"  {m}"),
+    )
     wall_started = time.time()
     try:
         if peer is not None:
             # Built before this stack starts: the build competes with nothing measured.
             peer.step("setup")
-        sizing = config.sizing
+        sizing = stack.sizing
         report(
-            f"starting the stack in {config.data_dir} as `make run` sizes it: {sizing.describe()}"
+            f"starting the stack in {stack.data_dir} as `make run` does and sizes it: "
+            f"{sizing.describe()}"
         )
-        with Stack(config, report=lambda m: report(f"  {m}")) as stack:
+        with stack:
             run = BenchRun(options, stack, wrk, report)
             report(
                 f"seeding {options.users} users (straight to auth-service) and "
@@ -532,7 +526,7 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
             elapsed = time.monotonic() - run.started
             assert stack.items_database_url is not None
             machine = probes.machine_info(
-                traefik=config.bin_dir / "traefik",
+                traefik=stack.config.bin_dir / "traefik",
                 wrk=wrk_version(wrk_binary),
                 postgres=postgres_version(stack.items_database_url),
             )
@@ -552,6 +546,12 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
             # As devstack.sizing sized `make run` on this machine.
             "workers": {"auth-service": sizing.auth_workers, "items-service": sizing.items_workers},
             "sizing": dataclasses.asdict(sizing),
+            # The stack's launcher: `make run`'s command, in a child process of the bench.
+            "launcher": {
+                "argv": stack.argv,
+                "pid": stack.pid_of_launcher,
+                "log": str(stack.log_path),
+            },
             # The only settings of the bench's own (everything else is `make run`'s).
             "bench_env": {k: v for k, v in env.items() if not k.endswith(_SECRET_SUFFIXES)},
             "connections": options.connections,
