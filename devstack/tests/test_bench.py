@@ -5,6 +5,7 @@ the report is, and so is that the read scenarios answered every request with a 2
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.bench.charts import render_charts
+from devstack.bench.launcher import LaunchedStack, classify
 from devstack.bench.peer import harness_credentials
 from devstack.bench.report import (
     ANALYSIS_END,
@@ -142,6 +144,15 @@ def test_smoke_side_by_side_without_a_peer(smoke: tuple[dict[str, Any], Path, fl
     )
     assert rss["processes"] >= 6
     assert rss["mb"] > 100
+    # The launcher counted is `devstack run` in a child process, as `make run` starts it: not
+    # this (the bench's) process, which holds the bench's imports too.
+    launcher = results["config"]["launcher"]
+    assert Path(launcher["argv"][0]).name == "devstack"
+    assert launcher["argv"][1] == "run"
+    assert launcher["pid"] != os.getpid()
+    assert rss["pids"]["launcher"][0] == launcher["pid"]
+    assert all(os.getpid() not in pids for pids in rss["pids"].values())
+    assert 10 < rss["by_component"]["launcher"] < 60, rss["by_component"]
     assert 0 <= side["noise"]["idle_busy_cores_before"] <= 2 * (results["machine"]["cpus"] or 1)
     # Without a peer the ratio targets are n/a, and the ratio table is empty.
     checks = {t["target"]: t for t in results["targets"]}
@@ -460,3 +471,39 @@ def test_peer_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert smoke.peer_harness == tmp_path / "run.sh"
     assert smoke.charts_dir == smoke.output_dir / "benchmarks-smoke"
     assert smoke.side_by_side.duration < 5
+
+
+def test_launcher_command_environment_and_components(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The child gets `make run`'s command and embedded servers, whatever the bench's own
+    # environment points at; its other ports and the bench's settings via the environment.
+    monkeypatch.setenv("AUTH_DATABASE_URL", "postgresql://elsewhere/auth")
+    monkeypatch.setenv("REDIS_URL", "redis://elsewhere:6379/0")
+    monkeypatch.setenv("DEVSTACK_ITEMS_WORKERS", "7")
+    stack = LaunchedStack(
+        tmp_path / "stack", log_path=tmp_path / "launcher.log", env={"AUTH_X": "1"}
+    )
+    assert Path(stack.argv[0]).name == "devstack"
+    assert stack.argv[1:] == [
+        "run", "--data-dir", str(tmp_path / "stack"), "--gateway-port", str(stack.gateway_port)
+    ]  # fmt: skip
+    env = stack.child_env
+    assert not {"AUTH_DATABASE_URL", "REDIS_URL", "DEVSTACK_ITEMS_WORKERS"} & set(env)
+    assert env["AUTH_X"] == "1"
+    ports = {env[k] for k in ("GATEWAY_METRICS_PORT", "AUTH_PORT", "ITEMS_PORT")}
+    assert len(ports | {env["DEVSTACK_SMTP_PORT"], str(stack.gateway_port)}) == 5
+    assert stack.config.items_workers is None  # sized by the launcher, as `make run`
+    assert stack.items_url == f"http://127.0.0.1:{env['ITEMS_PORT']}"
+    # Processes by command line; None: a process of its parent's component (uvicorn's
+    # workers, the launcher's helpers).
+    assert classify(["/v/bin/python", "/v/bin/uvicorn", "--factory", "auth_service.app:x"]) == (
+        "auth-service"
+    )
+    assert classify(["/v/bin/python", "/v/bin/uvicorn", "items_service.app:x"]) == "items-service"
+    assert classify(["/v/bin/traefik", "--configFile=x"]) == "gateway"
+    assert classify(["/r/redis-server 127.0.0.1:6379"]) == "redis"
+    assert classify(["postgres: postgres items [local] idle"]) == "postgres"
+    assert classify(["/p/bin/postgres", "-D", "x"]) == "postgres"
+    assert classify(["/v/bin/python", "-c", "from multiprocessing.spawn import spawn_main"]) is None
+    assert classify(["/v/bin/python", "/v/bin/devstack", "run"]) is None

@@ -248,9 +248,9 @@ def _side_section(results: dict[str, Any], charts: dict[str, str]) -> list[str]:
         )
     if "ours" in rss:
         lines.append(
-            "- ours' *launcher* is the bench process itself: it runs the stack (and the local "
-            "SMTP server's thread) as `make run`'s launcher does, but also holds the bench's "
-            "own imports, so its share is an upper bound."
+            "- ours' *launcher* is `devstack run` (`make run`'s command) in a child process of "
+            "the bench, with the local SMTP server's thread; ours' processes are it, all its "
+            "descendants and PostgreSQL's, never the bench process."
         )
     lines += ["", "Requests:", ""]
     for system, requests in side["requests"].items():

@@ -186,6 +186,7 @@ class BenchRun:
                 "by_component": {
                     name: round(probes.rss_total_mb(pids)[1], 1) for name, pids in parts.items()
                 },
+                "pids": parts,
             }
         side["rss_mb"] = rss
         return side
