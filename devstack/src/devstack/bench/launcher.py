@@ -90,6 +90,29 @@ def postmaster_pid(postgres_dir: Path) -> int | None:
     return pid if probes.alive(pid) else None
 
 
+def stop_leftover(data_dir: Path, report: Reporter, *, timeout: float = 20.0) -> bool:
+    """Stop the `devstack run` an earlier, killed bench left running on ``data_dir`` (its
+    state file names it; only a process still running that command on that folder), like
+    Ctrl-C, SIGKILL after ``timeout``. Whether there was one."""
+    try:
+        pid = int(json.loads((data_dir / STATE_FILE).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    argv = _argv(pid)
+    if not (probes.alive(pid) and "run" in argv and str(data_dir) in argv):
+        return False
+    report(f"stopping the stack an earlier run left behind (pid {pid})")
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and probes.alive(pid):
+        time.sleep(0.2)
+    if probes.alive(pid) and _argv(pid) == argv:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return True
+
+
 class LaunchedStack:
     """``devstack run`` as a child process; the bench's view of the stack it runs.
 

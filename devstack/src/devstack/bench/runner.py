@@ -23,7 +23,7 @@ import httpx
 
 from devstack.bench import probes, sidebyside
 from devstack.bench.errors import BenchError
-from devstack.bench.launcher import LaunchedStack
+from devstack.bench.launcher import LaunchedStack, stop_leftover
 from devstack.bench.options import BenchOptions
 from devstack.bench.peer import Peer
 from devstack.bench.seed import Seeded, load_growth_set, postgres_version, seed_through_api
@@ -466,6 +466,8 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
         # A peer left behind by an earlier, killed run: stopped before its folder goes.
         peer.touched = True
         peer.stop()
+    # Likewise a stack left behind by an earlier, killed run, before its folder goes.
+    stop_leftover(options.data_dir / "stack", report)
     _fresh_data_dir(options.data_dir)
     wrk = Wrk(wrk_binary, options.data_dir / "wrk")
     env = options.stack_env()
