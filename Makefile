@@ -111,11 +111,15 @@ format: install ## Apply ruff fixes and formatting
 	$(UV) run --locked ruff check --fix .
 	$(UV) run --locked ruff format .
 
-bench: install ## Benchmarks through the gateway; writes docs/benchmarks.md
-	$(UV) run --locked devstack bench
+# TEMPLATE_GIT=<git dir of fastapi/full-stack-fastapi-template>: the peer, side by side (built
+# and run by the peer harness's run.sh: --peer-harness, env PEER_HARNESS).
+BENCH_ARGS = $(if $(TEMPLATE_GIT),--template-git "$(TEMPLATE_GIT)")
 
-bench-smoke: install ## A seconds-long benchmark run, numbers not judged
-	$(UV) run --locked devstack bench --smoke
+bench: install ## Benchmarks as `make run` starts the stack (TEMPLATE_GIT=dir: against the template); writes docs/benchmarks.md + charts
+	$(UV) run --locked devstack bench $(BENCH_ARGS)
+
+bench-smoke: install ## A seconds-long benchmark run (TEMPLATE_GIT too), numbers not judged
+	$(UV) run --locked devstack bench --smoke $(BENCH_ARGS)
 
 up: ## docker compose up (operators)
 	docker compose up --build

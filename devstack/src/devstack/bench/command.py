@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from devstack.bench.options import BenchOptions
@@ -14,13 +16,29 @@ def add_parser(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="benchmark the real stack through the gateway; writes docs/benchmarks.md",
-        description="Start the stack, seed it through the API, drive it with wrk and write "
-        "docs/benchmarks.md and docs/benchmarks.json (--smoke: a few seconds per scenario, "
-        "results in .data/bench-smoke/).",
+        description="Start the stack as `make run` does, seed it through the API, drive it "
+        "with wrk (side by side with the official full-stack template's backend when "
+        "--template-git is given) and write docs/benchmarks.md, docs/benchmarks.json and "
+        "the charts in docs/benchmarks/ (--smoke: a few seconds per scenario, results in "
+        ".data/bench-smoke/).",
     )
     bench.add_argument("--smoke", action="store_true", help="seconds-long run for CI")
-    bench.add_argument("--workers", type=int, help="uvicorn workers per service (default 2)")
-    bench.add_argument("--rounds", type=int, help="rounds of every scenario (default 3)")
+    bench.add_argument(
+        "--template-git",
+        type=Path,
+        metavar="DIR",
+        help="git dir of fastapi/full-stack-fastapi-template: measure it side by side",
+    )
+    bench.add_argument(
+        "--peer-harness",
+        type=Path,
+        metavar="RUN_SH",
+        help="the peer harness's run.sh (default: env PEER_HARNESS, else "
+        "../shared/peer-bench/peer-fullstack-template/run.sh from the repository root)",
+    )
+    bench.add_argument(
+        "--rounds", type=int, help="rounds of scenarios 1-7 and of the growth runs (default 2)"
+    )
     bench.add_argument("--duration", type=float, help="seconds per scenario run (default 10)")
     bench.add_argument(
         "--growth-sizes",
@@ -46,8 +64,10 @@ def add_parser(commands: Any) -> None:
 
 def options_from(args: argparse.Namespace) -> BenchOptions:
     overrides: dict[str, object] = {}
-    if args.workers is not None:
-        overrides["workers"] = args.workers
+    if args.template_git is not None:
+        overrides["template_git"] = args.template_git.resolve()
+    if args.peer_harness is not None:
+        overrides["peer_harness"] = args.peer_harness.resolve()
     if args.rounds is not None:
         overrides["repeats"] = args.rounds
         overrides["growth_repeats"] = args.rounds
@@ -75,25 +95,61 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C: the stack and the peer (run.sh stop) are stopped.
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: `devstack run` should not pay for the benchmark's imports.
     from devstack.bench.report import with_checks, write_json, write_markdown
     from devstack.bench.runner import run_bench
+    from devstack.bench.sidebyside import ratio_table
 
     options = options_from(args)
     if args.render is not None:
         import json
 
         results = with_checks(json.loads(args.render.read_text()))
+        md_path = args.render.resolve().with_suffix(".md")
+        charts_dir = md_path.parent / md_path.stem
     else:
-        results = with_checks(run_bench(options, report=_say))
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            results = with_checks(run_bench(options, report=_say))
+        except KeyboardInterrupt:
+            _say("bench: interrupted; the stack and the peer were stopped, nothing written")
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         json_path = options.output_dir / options.json_name
         write_json(results, json_path)
         _say(f"wrote {json_path}")
-    md_path = options.output_dir / options.markdown_name
-    write_markdown(results, md_path)
+        md_path = options.output_dir / options.markdown_name
+        charts_dir = options.charts_dir
+    # Charts after the stack is gone: matplotlib is imported only now.
+    from devstack.bench.charts import render_charts
+
+    charts = render_charts(results, charts_dir)
+    _say(f"wrote {', '.join(str(c) for c in charts) or 'no charts (no data for them)'}")
+    write_markdown(results, md_path, charts)
     _say(f"wrote {md_path}")
+    table = ratio_table(results)
+    if table:
+        _say("\nours / peer, same run:\n" + "\n".join(table))
+    noise = (results.get("side_by_side") or {}).get("noise")
+    if noise:
+        others = [r["other_cores"] for r in results["side_by_side"]["runs"]]
+        _say(
+            f"machine noise: {noise['idle_busy_cores_before']:.2f} cores busy with the systems "
+            f"idle before the runs, {noise['idle_busy_cores_after']:.2f} after; other CPU "
+            f"during the runs {min(others, default=0):.2f} to {max(others, default=0):.2f} "
+            "cores\n"
+        )
     for check in results["targets"]:
-        mark = {True: "met   ", False: "MISSED", None: "n/a   "}[check["met"]]
+        if check.get("info"):
+            mark = "info  "
+        else:
+            mark = {True: "met   ", False: "MISSED", None: "n/a   "}[check["met"]]
         _say(f"  {mark} {check['target']}: {check['measured']} (goal {check['goal']})")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -10,23 +10,42 @@ from devstack.config import repo_root
 
 FULL_GROWTH_SIZES = (10_000, 100_000, 1_000_000)
 
-# The stack's environment for a run: production settings (private keys encrypted at rest with
-# a throwaway passphrase) except the gateway's limits on login/register/refresh, which the
-# scenarios (and seeding) would otherwise hit at once. 0 does not lift a limit with Traefik's
-# Redis store, a very large budget does.
-BENCH_ENV = {
-    "AUTH_ENVIRONMENT": "production",
-    "ITEMS_ENVIRONMENT": "production",
-    "AUTH_BCRYPT_ROUNDS": "12",
-    "GATEWAY_LOGIN_RATE_LIMIT": "1000000",
-    "GATEWAY_LOGIN_RATE_PERIOD": "1s",
-    "GATEWAY_REGISTER_RATE_LIMIT": "1000000",
-    "GATEWAY_REGISTER_RATE_PERIOD": "1s",
-    "GATEWAY_REFRESH_RATE_LIMIT": "1000000",
-    "GATEWAY_REFRESH_RATE_PERIOD": "1s",
-    # Tokens seeded at the start must outlive the whole run.
-    "AUTH_ACCESS_TOKEN_TTL_SECONDS": "7200",
-}
+# The stack runs exactly as `make run` starts it (StackConfig's defaults: workers, hashing
+# threads, pool sizes, the gateway's login/register limits, development environment). The
+# only difference: tokens seeded at the start must outlive the whole run (the default access
+# token lives 30 minutes); the token's lifetime changes nothing that is measured.
+BENCH_ENV = {"AUTH_ACCESS_TOKEN_TTL_SECONDS": "7200"}
+
+# The peer harness (fastapi/full-stack-fastapi-template's backend): run.sh, relative to the
+# repository root; env PEER_HARNESS overrides it.
+DEFAULT_PEER_HARNESS = Path("../shared/peer-bench/peer-fullstack-template/run.sh")
+
+
+def default_peer_harness() -> Path:
+    configured = os.environ.get("PEER_HARNESS", "").strip()
+    path = Path(configured) if configured else DEFAULT_PEER_HARNESS
+    return path if path.is_absolute() else (repo_root() / path).resolve()
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """The side-by-side runs against the peer (and this stack alone without one)."""
+
+    threads: int = 2
+    connections: int = 50
+    login_connections: int = 8
+    warmup: float = 5.0
+    duration: float = 15.0
+    rounds: int = 2
+    login_duration: float = 20.0
+    login_rounds: int = 1
+    timeout: float = 30.0
+    # After the warm-up, until the loaded system is idle again (at most): logins the warm-up
+    # left queued would otherwise eat into the measured run.
+    settle_timeout: float = 20.0
+    # Items the peer's bench user owns (run.sh seed), and that (a) lists.
+    items: int = 100
+    peer_workers: int = 2
 
 
 @dataclass(frozen=True)
@@ -34,17 +53,16 @@ class BenchOptions:
     """One benchmark run. Durations in seconds."""
 
     smoke: bool = False
-    workers: int = 2
     connections: int = 50
     duration: float = 10.0
     warmup: float = 2.0
-    repeats: int = 3
+    repeats: int = 2
     # Logins answer in seconds under a flood: long enough runs to reach the steady state.
     login_duration: float = 30.0
     latency_duration: float = 10.0
     growth_sizes: tuple[int, ...] = FULL_GROWTH_SIZES
     growth_duration: float = 4.0
-    growth_repeats: int = 3
+    growth_repeats: int = 2
     users: int = 20
     items: int = 2000
     # wrk's per-request timeout; a request without an answer by then counts as an error.
@@ -55,6 +73,10 @@ class BenchOptions:
     data_dir: Path = field(default_factory=lambda: repo_root() / ".data" / "bench")
     output_dir: Path = field(default_factory=lambda: repo_root() / "docs")
     env: tuple[tuple[str, str], ...] = ()
+    side_by_side: SideBySide = field(default_factory=SideBySide)
+    # A git dir of fastapi/full-stack-fastapi-template: also measure it, side by side.
+    template_git: Path | None = None
+    peer_harness: Path = field(default_factory=default_peer_harness)
 
     @classmethod
     def full(cls, **overrides: object) -> BenchOptions:
@@ -79,6 +101,14 @@ class BenchOptions:
             items=100,
             data_dir=data_dir,
             output_dir=data_dir,
+            side_by_side=SideBySide(
+                warmup=1.0,
+                duration=2.0,
+                rounds=1,
+                login_duration=5.0,
+                timeout=10.0,
+                settle_timeout=5.0,
+            ),
         )
         return replace(smoke, **overrides)  # type: ignore[arg-type]
 
@@ -90,7 +120,10 @@ class BenchOptions:
     def markdown_name(self) -> str:
         return "benchmarks-smoke.md" if self.smoke else "benchmarks.md"
 
+    @property
+    def charts_dir(self) -> Path:
+        """Where the charts go: ``docs/benchmarks/`` (the smoke run: its own folder)."""
+        return self.output_dir / ("benchmarks-smoke" if self.smoke else "benchmarks")
+
     def stack_env(self) -> dict[str, str]:
-        # Production refuses to run without a key passphrase: a throwaway one per run.
-        passphrase = {"AUTH_KEY_PASSPHRASE": secrets.token_urlsafe(24)}
-        return {**BENCH_ENV, **passphrase, **dict(self.env)}
+        return {**BENCH_ENV, **dict(self.env)}

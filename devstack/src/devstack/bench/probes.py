@@ -19,7 +19,8 @@ import httpx
 # ----------------------------------------------------------------------------- processes
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (none when it is gone)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -41,8 +42,23 @@ def worker_pids(master_pid: int) -> list[int]:
 
     Workers are the ``multiprocessing`` spawn children; the resource tracker is not one.
     """
-    workers = [pid for pid in _children(master_pid) if "spawn_main" in _cmdline(pid)]
+    workers = [pid for pid in children(master_pid) if "spawn_main" in _cmdline(pid)]
     return sorted(workers) or [master_pid]
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def rss_total_mb(pids: Iterable[int]) -> tuple[int, float]:
+    """(processes, MiB): the sum of ``VmRSS`` of the distinct ``pids`` still alive."""
+    values = [v for v in (rss_mb(pid) for pid in set(pids)) if v is not None]
+    return len(values), sum(values)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -118,9 +134,18 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it."""
     out = [pid]
-    for child in _children(pid):
+    for child in children(pid):
         out += descendants(child)
     return out
+
+
+def busy_cores(seconds: float) -> float:
+    """How many cores the whole machine kept busy during the next ``seconds``."""
+    busy0, total0 = machine_cpu_seconds()
+    time.sleep(seconds)
+    busy1, total1 = machine_cpu_seconds()
+    wall = (total1 - total0) / (os.cpu_count() or 1)
+    return (busy1 - busy0) / wall if wall else 0.0
 
 
 def machine_cpu_seconds() -> tuple[float, float]:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from devstack.bench.sidebyside import SCENARIOS, TITLES, ratio_table
 from devstack.bench.targets import Check, evaluate
 
 ANALYSIS_START = "<!-- ANALYSIS:START (kept by `make bench`; edit freely) -->"
@@ -21,7 +22,7 @@ _TITLES = {
     "list100": ("2", "GET /items/?limit=100, anonymous"),
     "read": ("3", "GET /items/{id}, bearer token"),
     "create": ("4", "POST /items/, bearer token"),
-    "login": ("5", "POST /auth/token (bcrypt cost 12)"),
+    "login": ("5", "POST /auth/token (bcrypt), straight to auth-service"),
     "mixed_read": ("6", "scenario 3 during a login flood"),
     "mixed_login": ("6", "the login flood (scenario 5) meanwhile"),
     "read_direct": ("7", "scenario 3, items-service direct"),
@@ -59,8 +60,10 @@ def existing_analysis(path: Path) -> str:
     return text[start + len(ANALYSIS_START) : end].strip() or DEFAULT_ANALYSIS
 
 
-def _mark(met: bool | None) -> str:
-    return {True: "✅ met", False: "❌ missed", None: "- not measured"}[met]
+def _mark(check: Check) -> str:
+    if check.info:
+        return "(information)"
+    return {True: "✅ met", False: "❌ missed", None: "- n/a"}[check.met]
 
 
 def _rss(snapshot: dict[str, list[float]], service: str) -> str:
@@ -69,7 +72,7 @@ def _rss(snapshot: dict[str, list[float]], service: str) -> str:
 
 def _targets_table(checks: list[Check]) -> list[str]:
     lines = ["| target | goal | measured | |", "|---|---|---|---|"]
-    lines += [f"| {c.target} | {c.goal} | {c.measured} | {_mark(c.met)} |" for c in checks]
+    lines += [f"| {c.target} | {c.goal} | {c.measured} | {_mark(c)} |" for c in checks]
     return lines
 
 
@@ -160,26 +163,146 @@ def _growth_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -> str:
+def _chart(charts: dict[str, str], name: str, alt: str) -> list[str]:
+    return [f"![{alt}]({charts[name]})", ""] if name in charts else []
+
+
+def _side_runs_table(side: dict[str, Any]) -> list[str]:
+    lines = [
+        "| scenario | system | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | socket errors "
+        "| CPU ms/req | CPU ms/req by component | other cores (median / max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario in SCENARIOS:
+        for system, s in side["summary"].get(scenario, {}).items():
+            parts = ", ".join(
+                f"{name} {ms:.2f}"
+                for name, ms in s["cpu_ms_per_request_by_component"].items()
+                if ms >= 0.005
+            )
+            rounds = [
+                r["rps"]
+                for r in side["runs"]
+                if r["scenario"] == scenario and r["system"] == system
+            ]
+            rps = f"{s['rps']:,.1f}" + (
+                f" ({', '.join(f'{v:,.0f}' for v in rounds)})" if len(rounds) > 1 else ""
+            )
+            lines.append(
+                f"| {TITLES[scenario]} | {system} | {rps} | {s['p50_ms']:,.1f} "
+                f"| {s['p90_ms']:,.1f} | {s['p99_ms']:,.1f} | {s['max_ms']:,.0f} "
+                f"| {s['non_2xx']} | {s['socket_errors'] + s['timeouts']} "
+                f"| {s['cpu_ms_per_request']:.2f} | {parts} "
+                f"| {s['other_cores']:.2f} / {s['other_cores_max']:.2f} |"
+            )
+    return lines
+
+
+def _side_section(results: dict[str, Any], charts: dict[str, str]) -> list[str]:
+    side = results.get("side_by_side")
+    if not side:
+        return ["(not measured in this run)"]
+    cfg = side["config"]
+    noise = side["noise"]
+    table = ratio_table(results)
+    peer = cfg.get("peer")
+    intro = (
+        "This stack as `make run` starts it against the backend of the official "
+        "[full-stack FastAPI template](https://github.com/fastapi/full-stack-fastapi-template) "
+        f"(built and run by the peer harness's `run.sh`, `fastapi run --workers "
+        f"{cfg['peer_workers']}`, its own PostgreSQL), in the same run on the same machine, "
+        "one system under load at a time, alternating peer, ours, peer, ours."
+        if peer
+        else "No peer in this run (`make bench TEMPLATE_GIT=<git dir of the template>` adds "
+        "it): this stack alone on the same scenarios; the ratio targets are n/a."
+    )
+    lines = [
+        intro,
+        f"Each run: `wrk -t{cfg['threads']} -c{cfg['connections']}`, a {cfg['warmup']:g} s "
+        f"warm-up, then {cfg['duration']:g} s, {cfg['rounds']} round(s) per system; logins at "
+        f"`-c{cfg['login_connections']}` for {cfg['login_duration']:g} s, "
+        f"{cfg['login_rounds']} round. Medians of the rounds.",
+        "",
+    ]
+    if table:
+        lines += [*table, ""]
+    lines += _chart(charts, "ratio.png", "ours ÷ peer req/s per scenario, with the targets")
+    lines += _chart(charts, "latency.png", "p50/p90/p99 per scenario, both systems")
+    lines += [*_side_runs_table(side), ""]
+    lines += [
+        "*CPU ms/req*: CPU time (user + system) of the loaded system's processes per request "
+        "(peer: its `fastapi run` supervisor and workers, its PostgreSQL; ours: per "
+        "component, every process `make run` starts). *other cores*: what the rest of the "
+        "machine used during the run (the idle system, other tenants; wrk excluded): the "
+        f"noise. Machine busy with both systems idle: {noise['idle_busy_cores_before']:.2f} "
+        f"cores before the runs, {noise['idle_busy_cores_after']:.2f} after "
+        f"(of {results['calibration']['cores']}).",
+        "",
+    ]
+    rss = side.get("rss_mb") or {}
+    for system, data in rss.items():
+        parts = ", ".join(f"{k} {v:,.0f}" for k, v in data["by_component"].items())
+        lines.append(
+            f"- RSS after the runs, {system}: {data['mb']:,.0f} MiB in {data['processes']} "
+            f"processes ({parts})."
+        )
+    if "ours" in rss:
+        lines.append(
+            "- ours' *launcher* is `devstack run` (`make run`'s command) in a child process of "
+            "the bench, with the local SMTP server's thread; ours' processes are it, all its "
+            "descendants and PostgreSQL's, never the bench process."
+        )
+    lines += ["", "Requests:", ""]
+    for system, requests in side["requests"].items():
+        lines += [f"- {system}: " + "; ".join(f"({k}) `{v}`" for k, v in requests.items())]
+    warnings = [p for p in side["preflight"] if not p["ok"]]
+    for check in warnings:
+        lines.append(
+            f"- preflight warning: ({check['scenario']}) {check['system']}: HTTP "
+            f"{check['status']}, {check['items']} items"
+        )
+    lines.append("")
+    return lines
+
+
+def render_markdown(
+    results: dict[str, Any],
+    analysis: str = DEFAULT_ANALYSIS,
+    charts: dict[str, str] | None = None,
+) -> str:
+    charts = charts or {}
     checks = evaluate(results)
     config, machine, cal = results["config"], results["machine"], results["calibration"]
     jwks = results["jwks"]
     growth_loads = ", ".join(
         f"{g['size']:,} in {g['load_seconds']:.1f} s" for g in results["growth"]
     )
-    env = ", ".join(f"`{k}={v}`" for k, v in config["env"].items() if v)
+    env = ", ".join(f"`{k}={v}`" for k, v in config.get("bench_env", config["env"]).items() if v)
+    workers = config.get("workers") or {
+        "auth-service": config.get("workers_per_service"),
+        "items-service": config.get("workers_per_service"),
+    }
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
     lines = [
         "# Benchmarks",
         "",
-        f"Generated by `make bench` ({results['mode']} run, {results['generated_at']}); the "
+        f"Generated by `make bench` ({results['mode']} run, {results['generated_at']}"
+        + (f", {results['elapsed_s'] / 60:.0f} minutes" if "elapsed_s" in results else "")
+        + "); the "
         "tables are rewritten by every run, only the *Analysis* section is kept. Raw numbers, "
         "every round included: [benchmarks.json](benchmarks.json).",
         "",
         "## Targets",
         "",
+        "The ratio targets compare this stack with the peer measured in the same run; "
+        "absolute req/s figures are information only (this 2-core machine is shared and its "
+        "speed changes from day to day).",
+        "",
         *_targets_table(checks),
         "",
+        "## Side by side with the peer",
+        "",
+        *_side_section(results, charts),
         "## Scenarios",
         "",
         f"Medians of {config['rounds']} rounds (each {config['duration_s']:g} s after a "
@@ -214,6 +337,7 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
         f"{config['connections']} (throughput), medians of {config['growth_rounds']} rounds. "
         "One user owns 10,000 of the items, spread over the whole id range.",
         "",
+        *_chart(charts, "growth.png", "latency and req/s against the item count"),
         *_growth_table(results),
         "",
         "## JWKS fetches",
@@ -228,20 +352,26 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
         "",
         "## Method",
         "",
-        "Run it with `make bench` (about 20 minutes; needs `wrk`, which it installs with "
-        "apt-get when it runs as root) or `make bench-smoke` (about a minute, what CI runs; "
-        "writes to `.data/bench-smoke/`, never here). `uv run devstack bench --help` lists "
-        "the knobs: `--rounds`, `--duration`, `--workers`, `--growth-sizes`, "
-        "`--env NAME=VALUE` for the stack (e.g. `AUTH_HASHING_CONCURRENCY=1`), and "
-        "`--render benchmarks.json` to rewrite this file from a run's JSON.",
+        "Run it with `make bench TEMPLATE_GIT=<git dir of the full-stack template>` (about 25 "
+        "minutes; needs `wrk`, which it installs with apt-get when it runs as root; without "
+        "`TEMPLATE_GIT` no peer) or `make bench-smoke` (a minute or two, what CI runs; also "
+        "takes `TEMPLATE_GIT`; writes to `.data/bench-smoke/`, never here). "
+        "`uv run devstack bench --help` lists the knobs: `--template-git`, `--peer-harness` "
+        "(default `../shared/peer-bench/peer-fullstack-template/run.sh`, env `PEER_HARNESS`), "
+        "`--rounds`, `--duration`, `--growth-sizes`, `--env NAME=VALUE` for the stack, and "
+        "`--render benchmarks.json` to rewrite this file and the charts from a run's JSON.",
         "",
-        "- `make bench` (`devstack bench`) starts the real stack with the launcher `make run` "
-        f"uses (Traefik {machine['traefik']}, uvicorn without reload, "
-        f"{config['workers_per_service']} workers per service, embedded PostgreSQL "
-        f"{machine['postgres']} and Redis) in a fresh data folder, with production settings "
-        f"except: {env}.",
-        f"- Scenario data goes through the gateway like a client's: {config['users']} users "  # noqa: S608
-        f"registered and logged in, {config['seed_items']:,} items created with "
+        "- `make bench` (`devstack bench`) starts the real stack exactly as `make run` does "
+        f"(Traefik {machine['traefik']}, uvicorn without reload, "
+        f"{workers['auth-service']} auth-service and {workers['items-service']} items-service "
+        "worker(s), hashing threads and pools as devstack.sizing sizes them for this "
+        f"machine, embedded PostgreSQL {machine['postgres']} and Redis, the gateway's login "
+        "and register limits in place) in a fresh data folder on free ports; its only "
+        f"setting of its own: {env} (seeded tokens outlive the run).",
+        f"- Scenario data like a client's: {config['users']} users registered and logged in "  # noqa: S608
+        "straight at auth-service's own port (the gateway allows a few logins per minute "
+        "per client IP; logins in scenarios 5, 6 and (e) go there too), "
+        f"{config['seed_items']:,} items created through the gateway with "
         f"`POST /items/` ({config['seed_seconds']:.0f} s). Growth data is bulk-loaded "
         "straight into the items database (`INSERT ... SELECT generate_series`, then the "
         "counter shards behind `X-Total-Count` rebuilt from the table in the same "
@@ -278,6 +408,11 @@ def render_markdown(results: dict[str, Any], analysis: str = DEFAULT_ANALYSIS) -
     return "\n".join(lines)
 
 
-def write_markdown(results: dict[str, Any], path: Path) -> None:
+def write_markdown(results: dict[str, Any], path: Path, charts: list[Path] | None = None) -> None:
+    """The report; ``charts`` (files from charts.render_charts) are linked relative to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_markdown(results, existing_analysis(path)))
+    links = {
+        chart.name: chart.resolve().relative_to(path.parent.resolve()).as_posix()
+        for chart in charts or []
+    }
+    path.write_text(render_markdown(results, existing_analysis(path), links))

@@ -8,6 +8,7 @@ one run can be compared with each other.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import statistics
@@ -20,13 +21,15 @@ from typing import Any
 
 import httpx
 
-from devstack.bench import probes
+from devstack.bench import probes, sidebyside
 from devstack.bench.errors import BenchError
+from devstack.bench.launcher import LaunchedStack, stop_leftover
 from devstack.bench.options import BenchOptions
+from devstack.bench.peer import Peer
 from devstack.bench.seed import Seeded, load_growth_set, postgres_version, seed_through_api
 from devstack.bench.wrk import Workload, Wrk, WrkResult, ensure_wrk, wrk_version
-from devstack.config import StackConfig
-from devstack.stack import AUTH, ITEMS, Stack
+from devstack.stack import AUTH, ITEMS
+from svckit.testing.servers import free_port
 
 Reporter = Callable[[str], None]
 
@@ -53,7 +56,9 @@ class Recorder:
 
 
 class BenchRun:
-    def __init__(self, options: BenchOptions, stack: Stack, wrk: Wrk, report: Reporter) -> None:
+    def __init__(
+        self, options: BenchOptions, stack: LaunchedStack, wrk: Wrk, report: Reporter
+    ) -> None:
         self.options = options
         self.stack = stack
         self.wrk = wrk
@@ -119,21 +124,72 @@ class BenchRun:
         )
 
     def components(self) -> dict[str, list[int]]:
-        """Process ids of each part of the stack, for CPU accounting."""
-        out: dict[str, list[int]] = {}
-        for name, component in (
-            ("items-service", ITEMS),
-            ("auth-service", AUTH),
-            ("traefik", "gateway"),
-            ("redis", "redis"),
-        ):
-            pid = self.stack.pid(component)
-            if pid is not None:
-                out[name] = probes.descendants(pid)
-        postmaster = self.stack.data_dir / "postgres" / "postmaster.pid"
-        if postmaster.exists():  # embedded PostgreSQL; its backends come and go
-            out["postgres"] = probes.descendants(int(postmaster.read_text().split()[0]))
-        return out
+        """Process ids of each part of the stack, every process `make run` starts, for CPU
+        accounting and memory: the `devstack run` child ("launcher", with the local SMTP
+        server's thread) and its descendants, and PostgreSQL's (its backends come and go).
+        The bench process is none of them."""
+        return self.stack.components()
+
+    def healthy(self) -> bool:
+        try:
+            url = f"{self.stack.base_url}/.well-known/jwks.json"
+            return httpx.get(url, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # ------------------------------------------------------------------ side by side
+
+    def side_by_side(self, seeded: Seeded, peer: Peer | None) -> dict[str, Any]:
+        """Scenarios (a) to (e) against the peer, alternating; this stack alone without one."""
+        sbs = self.options.side_by_side
+        user = seeded.users[0]
+        ours = sidebyside.Endpoint(
+            base=self.stack.base_url,
+            login_base=self.stack.auth_url,
+            token=user.token,
+            item_id=str(seeded.item_ids[0]),
+            user=user.username,
+            password=user.password,
+        )
+        shape = {
+            "items": sbs.items,
+            "connections": sbs.connections,
+            "login_connections": sbs.login_connections,
+        }
+        systems = []
+        if peer is not None:
+            token = peer.token()
+            name, password = peer.credentials()
+            endpoint = sidebyside.Endpoint(
+                peer.base_url, peer.base_url, token, peer.first_item(token), name, password
+            )
+            systems.append(
+                sidebyside.System(
+                    "peer", sidebyside.peer_requests(endpoint, **shape), peer.components,
+                    peer.healthy,
+                )
+            )  # fmt: skip
+        systems.append(
+            sidebyside.System(
+                "ours", sidebyside.ours_requests(ours, **shape), self.components, self.healthy
+            )
+        )
+        self.settle()
+        side = sidebyside.run_side_by_side(self.wrk, systems, sbs, self.say)
+        rss: dict[str, Any] = {}
+        for system in systems:
+            parts = system.components()
+            count, total = probes.rss_total_mb(pid for pids in parts.values() for pid in pids)
+            rss[system.name] = {
+                "processes": count,
+                "mb": round(total, 1),
+                "by_component": {
+                    name: round(probes.rss_total_mb(pids)[1], 1) for name, pids in parts.items()
+                },
+                "pids": parts,
+            }
+        side["rss_mb"] = rss
+        return side
 
     def _measure(
         self, key: str, run: Callable[[], dict[str, WrkResult]], round_no: int
@@ -222,7 +278,7 @@ class BenchRun:
 
             def mixed() -> dict[str, WrkResult]:
                 flood = self.wrk.start(
-                    self.stack.base_url,
+                    self.stack.auth_url,
                     login,
                     name="mixed-login",
                     connections=options.connections,
@@ -241,7 +297,7 @@ class BenchRun:
 
     def _login(self, workload: Workload, duration: float, *, name: str) -> WrkResult:
         return self.wrk.run(
-            self.stack.base_url,
+            self.stack.auth_url,
             workload,
             name=name,
             connections=self.options.connections,
@@ -369,6 +425,7 @@ def _sum_statuses(items: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 _MARKER = ".devstack-bench"
+_SECRET_SUFFIXES = ("PASSWORD", "PASSPHRASE", "SECRET", "TOKEN")
 
 
 def _fresh_data_dir(path: Path) -> None:
@@ -388,51 +445,118 @@ def _fresh_data_dir(path: Path) -> None:
 def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]:
     """Run the whole benchmark and return its results (see report.py for the shape)."""
     wrk_binary = ensure_wrk()
+    peer_work = options.data_dir / "peer"
+    peer = (
+        Peer(
+            run_sh=options.peer_harness,
+            template_git=options.template_git,
+            work=peer_work,
+            port=free_port(),
+            pgport=free_port(),
+            workers=options.side_by_side.peer_workers,
+            items=options.side_by_side.items,
+            report=report,
+        )
+        if options.template_git is not None
+        else None
+    )
+    if peer is not None and (
+        (peer_work / "server.pid").exists() or (peer_work / "pgdata" / "postmaster.pid").exists()
+    ):
+        # A peer left behind by an earlier, killed run: stopped before its folder goes.
+        peer.touched = True
+        peer.stop()
+    # Likewise a stack left behind by an earlier, killed run, before its folder goes.
+    stop_leftover(options.data_dir / "stack", report)
     _fresh_data_dir(options.data_dir)
     wrk = Wrk(wrk_binary, options.data_dir / "wrk")
     env = options.stack_env()
-    config = StackConfig.ephemeral(
+    # As `make run` starts it: `devstack run` in a child process with the launcher's own
+    # defaults (workers, ...); only ports, folder and `env` are the bench's own.
+    stack = LaunchedStack(
         options.data_dir / "stack",
-        auth_workers=options.workers,
-        items_workers=options.workers,
+        log_path=options.data_dir / "launcher.log",
         env=env,
+        report=lambda m: report(f"  {m}"),
     )
-    report(f"starting the stack in {config.data_dir} ({options.workers} workers per service)")
     wall_started = time.time()
-    with Stack(config, report=lambda m: report(f"  {m}")) as stack:
-        run = BenchRun(options, stack, wrk, report)
-        report(f"seeding {options.users} users and {options.items} items through the gateway")
-        seed_started = time.monotonic()
-        seeded = seed_through_api(
-            stack.base_url, run_id=uuid.uuid4().hex[:6], users=options.users, items=options.items
+    try:
+        if peer is not None:
+            # Built before this stack starts: the build competes with nothing measured.
+            peer.step("setup")
+        sizing = stack.sizing
+        report(
+            f"starting the stack in {stack.data_dir} as `make run` does and sizes it: "
+            f"{sizing.describe()}"
         )
-        seed_seconds = time.monotonic() - seed_started
-        run.settle()
-        verify_seconds = probes.bcrypt_verify_seconds(int(env["AUTH_BCRYPT_ROUNDS"]))
-        report(f"bcrypt verify: {verify_seconds * 1000:.0f} ms")
-        run.run_rounds(seeded)
-        rss_after_scenarios = run.rss()
-        jwks_after_scenarios = run.jwks_fetches()
-        scenario_elapsed = time.monotonic() - run.started
-        growth = run.run_growth(seeded) if options.growth_sizes else []
-        jwks_final = run.jwks_fetches()
-        rss_after_growth = run.rss()
-        elapsed = time.monotonic() - run.started
-        assert stack.items_database_url is not None
-        machine = probes.machine_info(
-            traefik=config.bin_dir / "traefik",
-            wrk=wrk_version(wrk_binary),
-            postgres=postgres_version(stack.items_database_url),
-        )
-        effective = stack.env()
+        with stack:
+            run = BenchRun(options, stack, wrk, report)
+            report(
+                f"seeding {options.users} users (straight to auth-service) and "
+                f"{options.items} items (through the gateway)"
+            )
+            seed_started = time.monotonic()
+            seeded = seed_through_api(
+                stack.base_url,
+                auth_url=stack.auth_url,
+                run_id=uuid.uuid4().hex[:6],
+                users=options.users,
+                items=options.items,
+            )
+            seed_seconds = time.monotonic() - seed_started
+            effective = stack.env()
+            bcrypt_rounds = int(effective.get("AUTH_BCRYPT_ROUNDS") or 12)
+            verify_seconds = probes.bcrypt_verify_seconds(bcrypt_rounds)
+            report(f"bcrypt verify (cost {bcrypt_rounds}): {verify_seconds * 1000:.0f} ms")
+            if peer is not None:
+                # Chosen now that this stack's ports are taken (setup bound only PGPORT).
+                peer.port = free_port()
+                peer.step("start")
+                peer.step("seed")
+            report("side by side" + (" with the peer" if peer else " (no peer: ours alone)"))
+            side_started = time.monotonic()
+            side = run.side_by_side(seeded, peer)
+            side["elapsed_s"] = round(time.monotonic() - side_started, 1)
+            if peer is not None:
+                peer.stop()
+            run.run_rounds(seeded)
+            rss_after_scenarios = run.rss()
+            jwks_after_scenarios = run.jwks_fetches()
+            scenario_elapsed = time.monotonic() - run.started
+            growth = run.run_growth(seeded) if options.growth_sizes else []
+            jwks_final = run.jwks_fetches()
+            rss_after_growth = run.rss()
+            elapsed = time.monotonic() - run.started
+            assert stack.items_database_url is not None
+            machine = probes.machine_info(
+                traefik=stack.config.bin_dir / "traefik",
+                wrk=wrk_version(wrk_binary),
+                postgres=postgres_version(stack.items_database_url),
+            )
+    finally:
+        if peer is not None:
+            peer.stop()
+    run_elapsed = time.time() - wall_started
     cores = os.cpu_count() or 1
     max_age = int(effective.get("AUTH_JWKS_MAX_AGE_SECONDS") or 300)
     results: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_started)),
         "mode": "smoke" if options.smoke else "full",
+        # The whole run, peer build and stack start included (budget: about 25 minutes).
+        "elapsed_s": round(run_elapsed, 1),
         "machine": machine,
         "config": {
-            "workers_per_service": options.workers,
+            # As devstack.sizing sized `make run` on this machine.
+            "workers": {"auth-service": sizing.auth_workers, "items-service": sizing.items_workers},
+            "sizing": dataclasses.asdict(sizing),
+            # The stack's launcher: `make run`'s command, in a child process of the bench.
+            "launcher": {
+                "argv": stack.argv,
+                "pid": stack.pid_of_launcher,
+                "log": str(stack.log_path),
+            },
+            # The only settings of the bench's own (everything else is `make run`'s).
+            "bench_env": {k: v for k, v in env.items() if not k.endswith(_SECRET_SUFFIXES)},
             "connections": options.connections,
             "duration_s": options.duration,
             "login_duration_s": options.login_duration,
@@ -452,6 +576,10 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
                 for k in sorted(
                     {
                         *env,
+                        "AUTH_BCRYPT_ROUNDS",
+                        "AUTH_ENVIRONMENT",
+                        "GATEWAY_LOGIN_RATE_LIMIT",
+                        "GATEWAY_REGISTER_RATE_LIMIT",
                         "AUTH_HASHING_CONCURRENCY",
                         "AUTH_HASHING_QUEUE_TIMEOUT_SECONDS",
                         "AUTH_JWKS_MAX_AGE_SECONDS",
@@ -463,11 +591,12 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
                         "AUTH_DB_POOL_SIZE",
                     }
                 )
-                if not k.endswith(("PASSWORD", "PASSPHRASE"))
+                if not k.endswith(_SECRET_SUFFIXES)
             },
         },
         "calibration": {
             "cores": cores,
+            "bcrypt_rounds": bcrypt_rounds,
             "bcrypt_verify_ms": round(verify_seconds * 1000, 1),
             "hashing_limit_rps": round(cores / verify_seconds, 2),
         },
@@ -485,5 +614,19 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
             "fetches_per_worker": {str(k): v for k, v in jwks_final.items()},
         },
         "growth": growth,
+        "side_by_side": {
+            **side,
+            "config": {
+                **dataclasses.asdict(options.side_by_side),
+                "peer": None
+                if peer is None
+                else {
+                    "harness": str(options.peer_harness),
+                    "template_git": str(options.template_git),
+                    "port": peer.port,
+                    "pgport": peer.pgport,
+                },
+            },
+        },
     }  # fmt: skip
     return results

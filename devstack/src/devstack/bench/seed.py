@@ -1,7 +1,9 @@
 """Benchmark data: scenario data through the public API, growth data bulk-loaded in SQL.
 
-The scenario data (users, their tokens, items) is created the way clients create it: through
-the gateway, ``POST /auth/register``, ``POST /auth/token``, ``POST /items/``. The growth
+The scenario data (users, their tokens, items) is created the way clients create it, through
+the public API: ``POST /auth/register`` and ``POST /auth/token`` straight to auth-service's own
+port (the gateway limits both to a few per minute per client IP, as ``make run`` starts it;
+the peer harness logs in the same way), ``POST /items/`` through the gateway. The growth
 datasets (10k to 1M items) would take hours that way, so they are written straight into the
 items database with one ``INSERT ... SELECT generate_series`` each, and the counter shards
 that ``X-Total-Count`` reads (items_service.models) are rebuilt from the table in the same
@@ -75,9 +77,12 @@ def _check(response: httpx.Response, what: str) -> httpx.Response:
     return response
 
 
-async def _seed(base_url: str, run_id: str, users: int, items: int) -> Seeded:
+async def _seed(base_url: str, auth_url: str, run_id: str, users: int, items: int) -> Seeded:
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client,
+        httpx.AsyncClient(base_url=auth_url, timeout=60, limits=limits) as auth,
+    ):
 
         async def register(n: int) -> tuple[int, str, str]:
             username = f"bench_{run_id}_{n}"
@@ -88,13 +93,13 @@ async def _seed(base_url: str, run_id: str, users: int, items: int) -> Seeded:
                 "password": password,
                 "full_name": f"Bench user {n}",
             }
-            data = _check(await _post(client, "/auth/register", json=body), "register").json()
+            data = _check(await _post(auth, "/auth/register", json=body), "register").json()
             return int(data["id"]), username, password
 
         async def login(account: tuple[int, str, str]) -> User:
             user_id, username, password = account
             form = {"grant_type": "password", "username": username, "password": password}
-            data = _check(await _post(client, "/auth/token", data=form), "login").json()
+            data = _check(await _post(auth, "/auth/token", data=form), "login").json()
             return User(user_id, username, password, data["access_token"])
 
         # bcrypt at cost 12 dominates; a few at a time keeps the hashing queue short.
@@ -112,9 +117,12 @@ async def _seed(base_url: str, run_id: str, users: int, items: int) -> Seeded:
     return Seeded(seeded, sorted(item_ids))
 
 
-def seed_through_api(base_url: str, *, run_id: str, users: int, items: int) -> Seeded:
-    """Register ``users`` users, log each in, create ``items`` items, all via the gateway."""
-    return asyncio.run(_seed(base_url, run_id, users, items))
+def seed_through_api(
+    base_url: str, *, auth_url: str, run_id: str, users: int, items: int
+) -> Seeded:
+    """Register ``users`` users and log each in at ``auth_url`` (auth-service itself), then
+    create ``items`` items through the gateway at ``base_url``."""
+    return asyncio.run(_seed(base_url, auth_url, run_id, users, items))
 
 
 # --------------------------------------------------------------------------- growth data

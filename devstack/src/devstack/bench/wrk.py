@@ -79,9 +79,11 @@ class Workload:
     """What each request of one wrk run looks like.
 
     ``kind`` picks the request builder: ``get`` (a fixed path), ``get_item`` (a random id
-    of ``ids``), ``create_item`` (POST /items/ with a numbered JSON body) or ``login``
-    (POST /auth/token with a random user of ``users``). ``tokens``, when given, adds an
-    ``Authorization: Bearer`` header with a random one of them.
+    of ``ids``), ``create_item`` (POST /items/ with a numbered JSON body), ``login``
+    (POST /auth/token with a random user of ``users``) or ``request`` (one fixed request:
+    ``method``, ``path``, ``body`` sent as is with ``content_type``; the side-by-side runs,
+    which drive the peer and this stack with the same client code). ``tokens``, when given,
+    adds an ``Authorization: Bearer`` header with a random one of them.
     """
 
     kind: str
@@ -89,6 +91,9 @@ class Workload:
     ids: Sequence[int] = ()
     tokens: Sequence[str] = ()
     users: Sequence[tuple[str, str]] = ()
+    method: str = "GET"
+    body: str = ""
+    content_type: str = ""
 
     def script(self) -> str:
         return _SCRIPT_HEAD + self._data() + _REQUEST[self.kind] + _SCRIPT_TAIL
@@ -100,6 +105,9 @@ class Workload:
             f"tokens = {_lua_list(list(self.tokens))}",
             f"usernames = {_lua_list([u for u, _ in self.users])}",
             f"passwords = {_lua_list([p for _, p in self.users])}",
+            f"method = {_lua_string(self.method)}",
+            f"body = {_lua_string(self.body)}",
+            f"content_type = {_lua_string(self.content_type)}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -156,6 +164,16 @@ request = function()
   local body = '{"title":"Bench item ' .. thread_no .. '-' .. seq ..
     '","description":"Created by the benchmark through the gateway"}'
   return wrk.format("POST", path, with_auth({["Content-Type"] = "application/json"}), body)
+end
+""",
+    "request": """
+request = function()
+  local headers = {}
+  if body ~= "" then
+    headers["Content-Type"] = content_type
+    return wrk.format(method, path, with_auth(headers), body)
+  end
+  return wrk.format(method, path, with_auth(headers))
 end
 """,
     "login": """
