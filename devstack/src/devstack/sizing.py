@@ -2,10 +2,11 @@
 
 The rule, per service (README, "Sizing"):
 
-* **items-service** serves the hot path (reads and writes at thousands per second), and a
-  Python worker uses at most one core, so it gets one worker per core: the gateway and
-  PostgreSQL use a third of every request's CPU, but a single worker leaves the rest of a
-  2-core machine idle while its own core is the bottleneck.
+* **items-service** serves the hot path (reads and writes at thousands per second). A Python
+  worker uses at most one core, and for each of its requests the gateway and PostgreSQL spend
+  about as much CPU again, so it gets one worker per two cores. More workers only contend with
+  the gateway for the cores: on 2 cores, one worker served 8-18 % more requests than two, at
+  24-43 % less CPU per request (docs/benchmarks.md, "Analysis").
 * **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
   one worker keeps every core busy hashing: one worker per four cores, and each worker's
   hashing threads are its share of the cores.
@@ -95,7 +96,7 @@ def size_stack(
     """The sizes for ``cores`` (default: this machine's); worker counts may be fixed."""
     cores = max(1, cores if cores is not None else machine_cores())
     auth = auth_workers or max(1, cores // 4)
-    items = items_workers or cores
+    items = items_workers or max(1, cores // 2)
     if auth < 1 or items < 1:
         raise ValueError("a service needs at least one worker")
     hashing = max(1, cores // auth)
