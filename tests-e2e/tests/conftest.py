@@ -90,6 +90,10 @@ def stack() -> Iterator[Stack | None]:
         items_database_url=os.environ.get("ITEMS_DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
         env=STACK_ENV,
+        # One items-service worker whatever the machine's sizing (it is one on 2 or 3 cores):
+        # some tests count what the service did through its /metrics, and each worker keeps
+        # its own registry and JWKS cache, which several workers behind one socket would split.
+        items_workers=1,
     )
     try:
         with Stack(config) as running:
