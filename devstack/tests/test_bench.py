@@ -507,3 +507,12 @@ def test_launcher_command_environment_and_components(
     assert classify(["/p/bin/postgres", "-D", "x"]) == "postgres"
     assert classify(["/v/bin/python", "-c", "from multiprocessing.spawn import spawn_main"]) is None
     assert classify(["/v/bin/python", "/v/bin/devstack", "run"]) is None
+
+
+def test_cpu_is_counted_process_by_process() -> None:
+    from devstack.bench.sidebyside import _cpu_used
+
+    before = {"postgres": {10: 5.0, 11: 2.0}, "items-service": {20: 1.0}}
+    # 11 ended during the run (an overflow connection closed), 12 started (a new backend)
+    after = {"postgres": {10: 5.5, 12: 0.25}, "items-service": {20: 3.0}}
+    assert _cpu_used(before, after) == {"postgres": 0.75, "items-service": 2.0}

@@ -173,8 +173,26 @@ def preflight(system: System, scenario: str) -> dict[str, Any]:
     }
 
 
-def _cpu(components: Mapping[str, list[int]]) -> dict[str, float]:
-    return {name: probes.cpu_seconds(pids) for name, pids in components.items()}
+def _cpu(components: Mapping[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far, per component and process."""
+    return {
+        name: {pid: probes.cpu_seconds([pid]) for pid in pids} for name, pids in components.items()
+    }
+
+
+def _cpu_used(
+    before: Mapping[str, dict[int, float]], after: Mapping[str, dict[int, float]]
+) -> dict[str, float]:
+    """What each component used between the two samples, process by process: one that started
+    in between (a PostgreSQL backend) counts from its start, and one that ended (an overflow
+    connection closed, an autovacuum worker done) takes nothing away from the others."""
+    return {
+        name: sum(
+            max(seconds - before.get(name, {}).get(pid, 0.0), 0.0)
+            for pid, seconds in per_pid.items()
+        )
+        for name, per_pid in after.items()
+    }
 
 
 def _children_cpu() -> float:
@@ -215,11 +233,7 @@ def measure(
     result = run(duration, name)
     busy_after, total_after = probes.machine_cpu_seconds()
     wrk_cpu = _children_cpu() - wrk_before
-    # Processes that started during the run (PostgreSQL backends) count from their start.
-    cpu = {
-        name: max(seconds - cpu_before.get(name, 0.0), 0.0)
-        for name, seconds in _cpu(system.components()).items()
-    }
+    cpu = _cpu_used(cpu_before, _cpu(system.components()))
     wall = (total_after - total_before) / (os.cpu_count() or 1)
     busy = busy_after - busy_before
     system_cpu = sum(cpu.values())
