@@ -178,7 +178,7 @@ async def test_relay_outbox_once(
 
             await outbox.add_user_deleted(session, 99, now=datetime.now(UTC))
     finally:
-        await database.dispose()
+        await database.close()
     assert await asyncio.to_thread(run_cli, "relay-outbox", "--once") == 0
     assert "published 1 event(s)" in capsys.readouterr().out
     redis = Redis.from_url(redis_url, decode_responses=True)

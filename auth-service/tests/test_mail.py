@@ -136,7 +136,7 @@ async def test_two_relays_never_send_one_message_twice(
                         now=datetime.now(UTC) - timedelta(seconds=1),
                     )
         finally:
-            await database.dispose()
+            await database.close()
         await asyncio.gather(*(runtime.mail.run_once() for runtime in runtimes))
     finally:
         for runtime in runtimes:

@@ -167,7 +167,7 @@ async def test_concurrent_relays_never_publish_a_row_twice(
         ids = await stream_user_ids(redis, stream)
         assert sorted(ids) == [*range(1, 21), *range(100, 160)]
     finally:
-        await database.dispose()
+        await database.close()
 
 
 async def test_the_background_relay_delivers_by_itself(

@@ -65,7 +65,7 @@ async def test_concurrent_starts_create_one_administrator(
     finally:
         hasher.close()
         for db in databases:
-            await db.dispose()
+            await db.close()
     engine = create_async_engine(fresh_database_url)
     try:
         async with engine.connect() as conn:

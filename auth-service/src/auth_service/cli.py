@@ -83,7 +83,7 @@ async def migrate(settings: Settings, revision: str) -> str | None:
         await migrations.upgrade(MIGRATIONS, database.engine, revision)
         return await migrations.current_revision(database.engine)
     finally:
-        await database.dispose()
+        await database.close()
 
 
 # --------------------------------------------------------------------------- superuser
@@ -167,7 +167,7 @@ async def create_superuser(
         raise CommandError(f"{taken} exists") from None
     finally:
         hasher.close()
-        await database.dispose()
+        await database.close()
 
 
 # --------------------------------------------------------------------------- keys
@@ -194,7 +194,7 @@ async def rotate_keys(settings: Settings) -> str:
         lines.append(await list_keys(settings, database=database))
         return "\n".join(lines)
     finally:
-        await database.dispose()
+        await database.close()
 
 
 async def list_keys(settings: Settings, *, database: Database | None = None) -> str:
@@ -207,7 +207,7 @@ async def list_keys(settings: Settings, *, database: Database | None = None) -> 
             keys = await store.live_keys(session)
     finally:
         if own:
-            await db.dispose()
+            await db.close()
     rows = [
         "kid                     state       activates_at                      unpublished_after"
     ]
@@ -237,7 +237,7 @@ async def reencrypt_keys(settings: Settings, old_passphrase: bytes | None) -> st
     except KeyMaterialError as exc:
         raise CommandError(f"{exc}; nothing was changed (set AUTH_OLD_KEY_PASSPHRASE)") from None
     finally:
-        await database.dispose()
+        await database.close()
     state = "encrypted with AUTH_KEY_PASSPHRASE" if settings.key_passphrase else "stored in clear"
     secrets = f"; {resealed} TOTP secret(s) re-sealed" if resealed else ""
     if not changed:
@@ -276,7 +276,7 @@ async def relay_outbox(settings: Settings, *, once: bool) -> int:
         return 0
     finally:
         await close_redis(redis)
-        await database.dispose()
+        await database.close()
 
 
 # --------------------------------------------------------------------------- clients
@@ -331,7 +331,7 @@ async def clients_command(settings: Settings, args: argparse.Namespace) -> str:
             )
     finally:
         hasher.close()
-        await database.dispose()
+        await database.close()
 
 
 def _add_clients_parser(commands: Any) -> None:

@@ -58,7 +58,7 @@ class Database:
             await session.execute(text("SELECT 1"))
         return True
 
-    async def dispose(self) -> None:
+    async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
 

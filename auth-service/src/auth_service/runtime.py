@@ -212,4 +212,4 @@ class Runtime:
         await close_redis(self.redis)
         self.hasher.close()
         if self.owns_database:
-            await self.database.dispose()
+            await self.database.close()

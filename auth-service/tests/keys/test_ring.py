@@ -123,7 +123,7 @@ async def test_keys_survive_a_database_outage(database: Database) -> None:
         assert await ring.get_key(kid) is not None  # stale-if-error
         assert (await ring.signing_key())[0] == kid
     finally:
-        await dead.dispose()
+        await dead.close()
 
 
 async def test_without_any_keys_verification_is_unavailable() -> None:
@@ -137,7 +137,7 @@ async def test_without_any_keys_verification_is_unavailable() -> None:
         with pytest.raises(KeysUnavailable):
             await ring.jwks()
     finally:
-        await dead.dispose()
+        await dead.close()
 
 
 async def test_plain_keys_are_reported_when_a_passphrase_is_set(

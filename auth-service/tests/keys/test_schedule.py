@@ -68,3 +68,15 @@ def test_two_pending_keys_activate_in_order() -> None:
     assert schedule.signer(keys, at(25)) is c
     assert schedule.superseded_at(a, keys, at(0)) == at(10)
     assert schedule.superseded_at(b, keys, at(0)) == at(20)
+
+
+def test_each_key_state_through_a_rotation() -> None:
+    old = Key("old", at(0), at(0))
+    new = Key("new", at(100), at(105))  # published at 100, signs from 105
+    keys = [old, new]
+    assert schedule.state(old, keys, at(101), RETENTION) == "signing"
+    assert schedule.state(new, keys, at(101), RETENTION) == "pending"
+    assert schedule.state(new, keys, at(106), RETENTION) == "signing"
+    # the old key verifies the tokens it signed until the retention after the switch is over
+    assert schedule.state(old, keys, at(106), RETENTION) == "verifying"
+    assert schedule.state(old, keys, at(105 + 32), RETENTION) == "expired"

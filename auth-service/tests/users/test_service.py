@@ -114,5 +114,5 @@ async def test_two_admins_demoting_each_other_cannot_both_succeed(fresh_database
 
         results = await asyncio.gather(demote(a.id), demote(b.id))
     finally:
-        await database.dispose()
+        await database.close()
     assert sorted(results) == ["ok", "refused"]
