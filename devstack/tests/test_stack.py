@@ -222,23 +222,52 @@ def test_redis_hung_login_fails_within_the_redis_timeout(
     assert max(t for _, t in results) < 1.5, "bounded by GATEWAY_REDIS_TIMEOUT (200ms) per try"
 
 
-def test_gateway_log_is_json_with_an_access_log_and_no_config_error(
-    stack: Stack, client: httpx.Client
-) -> None:
-    client.get("/items/", params={"limit": 1}, headers={"Authorization": "Bearer s3cr3t-t0ken"})
-    time.sleep(0.2)
-    log = stack.read_log("gateway")
+def _gateway_log_entries(stack: Stack, name: str) -> list[dict[str, object]]:
+    log = stack.read_log(name)
+    assert "s3cr3t-t0ken" not in log, "request headers such as Authorization are not logged"
     # Our start markers ("--- ") and go-redis's own plain-text lines ("redis: ") aside,
     # every line is a JSON object.
     lines = [ln for ln in log.splitlines() if not ln.startswith(("--- ", "redis: "))]
-    entries = [json.loads(line) for line in lines]
-    access = [e for e in entries if "RequestPath" in e]
-    assert any(e["RequestPath"] == "/items/?limit=1" for e in access)
-    assert "s3cr3t-t0ken" not in log, "request headers such as Authorization are not logged"
+    entries: list[dict[str, object]] = [json.loads(line) for line in lines]
     problems = [
         e for e in entries if e.get("level") in ("error", "fatal") and "middlewareType" not in e
     ]
     assert not problems, problems
+    return entries
+
+
+def _logged_paths(entries: list[dict[str, object]]) -> list[object]:
+    return [e["RequestPath"] for e in entries if "RequestPath" in e]
+
+
+def test_gateway_log_is_json_and_its_access_log_keeps_failures_only(
+    stack: Stack, client: httpx.Client
+) -> None:
+    """`make run`'s default (GATEWAY_ACCESS_LOG=errors): a 404 is logged, a 200 is not."""
+    bearer = {"Authorization": "Bearer s3cr3t-t0ken"}
+    marker = uuid.uuid4().hex[:8]
+    assert client.get("/items/", params={"limit": 1, "m": marker}, headers=bearer).is_success
+    missing = client.get(f"/items/{2**62}", params={"m": marker}, headers=bearer)
+    assert missing.status_code == 404
+    time.sleep(0.2)
+    paths = _logged_paths(_gateway_log_entries(stack, "gateway"))
+    assert f"/items/{2**62}?m={marker}" in paths
+    assert f"/items/?limit=1&m={marker}" not in paths
+
+
+def test_gateway_access_log_all_keeps_every_request(stack: Stack) -> None:
+    url = stack.start_gateway(env={"GATEWAY_ACCESS_LOG": "all"})
+    name = f"gateway-{url.rsplit(':', 1)[1]}"
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            ok = client.get(
+                "/items/", params={"limit": 1}, headers={"Authorization": "Bearer s3cr3t-t0ken"}
+            )
+            assert ok.is_success
+        time.sleep(0.2)
+        assert "/items/?limit=1" in _logged_paths(_gateway_log_entries(stack, name))
+    finally:
+        stack.stop_component(name)
 
 
 def test_forwarded_for_is_trusted_only_from_configured_proxies(

@@ -52,6 +52,25 @@ def load_static(gateway_dir: Path) -> dict[str, Any]:
     return data
 
 
+# GATEWAY_ACCESS_LOG: which requests the local gateway's access log keeps.
+ACCESS_LOG_MODES = ("all", "errors", "off")
+# `make run`'s default: Traefik spends about a quarter of its CPU per request on writing
+# every line (docs/benchmarks.md); a developer mostly reads the failures and the slow ones.
+DEFAULT_ACCESS_LOG = "errors"
+# "errors": answers 400-599, requests the retry middleware retried, and slow ones.
+ERRORS_ONLY = {"statusCodes": ["400-599"], "retryAttempts": True, "minDuration": "500ms"}
+
+
+def access_log_mode(value: str | None) -> str:
+    """``GATEWAY_ACCESS_LOG`` checked: ``all``, ``errors`` (the default when unset) or ``off``."""
+    mode = (value or DEFAULT_ACCESS_LOG).strip().lower()
+    if mode not in ACCESS_LOG_MODES:
+        raise StackError(
+            f"GATEWAY_ACCESS_LOG must be one of {', '.join(ACCESS_LOG_MODES)}, not {value!r}"
+        )
+    return mode
+
+
 def render_static(
     gateway_dir: Path,
     *,
@@ -59,9 +78,16 @@ def render_static(
     port: int,
     metrics_port: int,
     trusted_ips: Sequence[str] = (),
+    access_log: str = "all",
 ) -> str:
-    """gateway/traefik.yml with local addresses: the only differences from docker compose."""
+    """gateway/traefik.yml with local addresses and the access log ``access_log`` asks for
+    (``all``: as in the file, ``errors``: failed, retried and slow requests only, ``off``)."""
     config = load_static(gateway_dir)
+    mode = access_log_mode(access_log)
+    if mode == "off":
+        config.pop("accessLog", None)
+    elif mode == "errors" and "accessLog" in config:
+        config["accessLog"]["filters"] = dict(ERRORS_ONLY)
     entry_points = config["entryPoints"]
     entry_points["web"]["address"] = f"{host}:{port}"
     entry_points["internal"]["address"] = f"127.0.0.1:{metrics_port}"
