@@ -4,11 +4,14 @@ the report is, and so is that the read scenarios answered every request with a 2
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -32,7 +35,7 @@ from devstack.bench.sidebyside import (
     summarise_runs,
 )
 from devstack.bench.targets import Check, evaluate, jwks_bound, side_by_side_checks
-from devstack.bench.wrk import Workload, parse_result
+from devstack.bench.wrk import Workload, Wrk, WrkResult, ensure_wrk, parse_result
 from devstack.cli import main
 from devstack.config import StackConfig
 
@@ -516,3 +519,69 @@ def test_cpu_is_counted_process_by_process() -> None:
     # 11 ended during the run (an overflow connection closed), 12 started (a new backend)
     after = {"postgres": {10: 5.5, 12: 0.25}, "items-service": {20: 3.0}}
     assert _cpu_used(before, after) == {"postgres": 0.75, "items-service": 2.0}
+
+
+class _Statuses(http.server.BaseHTTPRequestHandler):
+    """/ok answers 200, /moved 302, anything else 404; each request's path is recorded."""
+
+    protocol_version = "HTTP/1.1"
+    paths: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.paths.append(self.path)
+        status = {"/ok": 200, "/moved": 302}.get(self.path.split("?")[0], 404)
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def status_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Statuses)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wrk_run(base: str, workload: Workload, tmp_path: Path) -> WrkResult:
+    wrk = Wrk(ensure_wrk(), tmp_path)
+    return wrk.run(base, workload, name="statuses", connections=2, duration=1)
+
+
+def test_wrk_counts_every_status_class_with_the_hook(status_server: str, tmp_path: Path) -> None:
+    moved = _wrk_run(status_server, Workload("get", "/moved"), tmp_path)
+    assert moved.requests > 0
+    assert moved.statuses["s3xx"] == moved.requests
+    assert moved.ok == 0
+    assert moved.non_2xx == moved.requests
+
+
+def test_wrk_without_the_hook_splits_at_400_and_keeps_the_warmups_count(
+    status_server: str, tmp_path: Path
+) -> None:
+    items = Workload("get_item", "/", ids=[1, 2], tokens=["t"]).lean()
+    assert "response = function" not in items.script()
+    missing = _wrk_run(status_server, items, tmp_path)
+    assert missing.requests > 0
+    assert missing.statuses == {"s<400": 0, "s>=400": missing.requests}
+    assert missing.non_2xx == missing.requests
+    assert set(_Statuses.paths) >= {"/1", "/2"}, "random ids from the table"
+    ok = _wrk_run(status_server, Workload("get", "/ok").lean(), tmp_path)
+    assert ok.ok == ok.requests > 0
+    assert ok.non_2xx == 0
+    # A 3xx passes unnoticed without the hook: the counted warm-up before it tells.
+    warmup = _wrk_run(status_server, Workload("get", "/moved"), tmp_path)
+    moved = _wrk_run(status_server, Workload("get", "/moved").lean(), tmp_path)
+    assert moved.non_2xx == 0
+    charged = moved.after_warmup(warmup)
+    assert charged.non_2xx == warmup.requests > 0
+    assert charged.as_dict()["warmup_non_2xx"] == warmup.requests
+    assert charged.ok == moved.ok

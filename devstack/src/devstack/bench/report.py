@@ -221,7 +221,10 @@ def _side_section(results: dict[str, Any], charts: dict[str, str]) -> list[str]:
         f"Each run: `wrk -t{cfg['threads']} -c{cfg['connections']}`, a {cfg['warmup']:g} s "
         f"warm-up, then {cfg['duration']:g} s, {cfg['rounds']} round(s) per system; logins at "
         f"`-c{cfg['login_connections']}` for {cfg['login_duration']:g} s, "
-        f"{cfg['login_rounds']} round. Medians of the rounds.",
+        f"{cfg['login_rounds']} round. Medians of the rounds. Both systems get the same "
+        "wrk scripts: a table of requests built once per thread, statuses counted in the "
+        "warm-up by a `response()` hook and in the measured run (logins aside) by wrk "
+        "itself, which counts answers >= 400; *non-2xx* includes the warm-up's.",
         "",
     ]
     if table:
@@ -377,8 +380,12 @@ def render_markdown(
         "counter shards behind `X-Total-Count` rebuilt from the table in the same "
         "transaction, then `VACUUM ANALYZE`); the run checks `X-Total-Count` afterwards.",
         f"- Load: {machine['wrk']}, one thread, on loopback, Lua scripts generated into the "
-        "bench data folder (random item ids and bearer tokens of the seeded users; "
-        "statuses counted in a `response()` hook). Scenarios run in rounds, each round "
+        "bench data folder: each wrk thread builds 1,024 requests once (random item ids "
+        "and bearer tokens of the seeded users) and sends them in turn. The warm-ups count "
+        "every status in a `response()` hook; the measured runs of the read and write "
+        "scenarios leave the count to wrk itself (answers >= 400), since the hook costs wrk "
+        "more CPU than the rest of its work; *non-2xx* includes the warm-ups' (logins: "
+        "always counted by the hook). Scenarios run in rounds, each round "
         "every scenario once in the same order, so slow drifts of the machine hit all "
         "paths alike; before each measurement the bench waits (20 s at most) until the "
         "stack's own processes are idle, e.g. until logins queued by the last run drained.",
