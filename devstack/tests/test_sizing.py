@@ -8,9 +8,9 @@ from devstack.config import StackConfig
 from devstack.sizing import DEFAULT_MAX_CONNECTIONS, RESERVED_CONNECTIONS, size_stack
 
 
-def test_two_cores_one_worker_each_and_small_pools() -> None:
+def test_two_cores_small_pools_and_an_items_worker_per_core() -> None:
     sizing = size_stack(2)
-    assert (sizing.auth_workers, sizing.items_workers) == (1, 1)
+    assert (sizing.auth_workers, sizing.items_workers) == (1, 2)
     assert sizing.hashing_threads == 2
     assert (sizing.items_pool_size, sizing.items_max_overflow) == (1, 0)
     # a login holds its connection while it is hashed: one kept, one more per hashing thread
@@ -27,15 +27,15 @@ def test_two_cores_one_worker_each_and_small_pools() -> None:
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 8, 16, 32, 64, 128])
 def test_workers_follow_the_cores_and_pools_stay_in_the_budget(cores: int) -> None:
     sizing = size_stack(cores)
-    assert sizing.items_workers == max(1, cores // 2)
     assert sizing.auth_workers == max(1, cores // 4)
+    budget = DEFAULT_MAX_CONNECTIONS - RESERVED_CONNECTIONS
+    assert sizing.items_workers == min(cores, budget - sizing.auth_workers)
     # every core can be hashing, and no more threads than cores
     assert sizing.auth_workers * sizing.hashing_threads <= max(cores, sizing.auth_workers)
     assert sizing.auth_workers * sizing.hashing_threads >= min(cores, 4 * sizing.auth_workers)
     assert sizing.items_pool_size >= 1
     assert sizing.auth_pool_size >= 1
     # within the budget, unless there are more workers than connections (one each, at least)
-    budget = DEFAULT_MAX_CONNECTIONS - RESERVED_CONNECTIONS
     assert sizing.database_connections <= max(budget, sizing.auth_workers + sizing.items_workers)
 
 

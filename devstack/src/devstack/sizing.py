@@ -3,10 +3,10 @@
 The rule, per service (README, "Sizing"):
 
 * **items-service** serves the hot path (reads and writes at thousands per second). A Python
-  worker uses at most one core, and for each of its requests the gateway and PostgreSQL spend
-  about as much CPU again, so it gets one worker per two cores. More workers only contend with
-  the gateway for the cores: on 2 cores, one worker served 8-18 % more requests than two, at
-  24-43 % less CPU per request (docs/benchmarks.md, "Analysis").
+  worker uses at most one core, so it gets one worker per core: on 2 cores, two workers served
+  16-35 % more reads than one, at 10-20 % more CPU per request (docs/benchmarks.md,
+  "Analysis"), because one worker left the gateway's and PostgreSQL's idle moments unused.
+  Never more workers than the connection budget allows (one connection each).
 * **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
   one worker keeps every core busy hashing: one worker per four cores, and each worker's
   hashing threads are its share of the cores.
@@ -96,7 +96,8 @@ def size_stack(
     """The sizes for ``cores`` (default: this machine's); worker counts may be fixed."""
     cores = max(1, cores if cores is not None else machine_cores())
     auth = auth_workers or max(1, cores // 4)
-    items = items_workers or max(1, cores // 2)
+    available = max_connections - RESERVED_CONNECTIONS
+    items = items_workers or max(1, min(cores, available - auth))
     if auth < 1 or items < 1:
         raise ValueError("a service needs at least one worker")
     hashing = max(1, cores // auth)
@@ -104,7 +105,7 @@ def size_stack(
     auth_pool, auth_overflow = 1, hashing
     # Within the budget: give up auth's overflow (down to one connection per worker) rather
     # than fail to start.
-    budget = max(max_connections - RESERVED_CONNECTIONS, auth + items)
+    budget = max(available, auth + items)
 
     def connections() -> int:
         return auth * (auth_pool + auth_overflow) + items * (items_pool + items_overflow)
