@@ -37,6 +37,9 @@ STACK_ENV = {
     # Mail retried quickly, so an SMTP outage's message arrives within a test.
     "AUTH_MAIL_RETRY_BASE_SECONDS": "0.5",
     "AUTH_MAIL_RETRY_MAX_SECONDS": "1",
+    # Every request in the gateway's access log (make run keeps failures only): the tests
+    # check that no token or secret ever reaches it.
+    "GATEWAY_ACCESS_LOG": "all",
 }
 
 
@@ -90,7 +93,7 @@ def stack() -> Iterator[Stack | None]:
         items_database_url=os.environ.get("ITEMS_DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
         env=STACK_ENV,
-        # One items-service worker whatever the machine's sizing (it is one on 2 or 3 cores):
+        # One items-service worker whatever the machine's sizing (one per core):
         # some tests count what the service did through its /metrics, and each worker keeps
         # its own registry and JWKS cache, which several workers behind one socket would split.
         items_workers=1,
