@@ -4,9 +4,9 @@ The rule, per service (README, "Sizing"):
 
 * **items-service** serves the hot path (reads and writes at thousands per second). A Python
   worker uses at most one core, so it gets one worker per core: on 2 cores, two workers served
-  16-35 % more reads than one, at 10-20 % more CPU per request (docs/benchmarks.md,
-  "Analysis"), because one worker left the gateway's and PostgreSQL's idle moments unused.
-  Never more workers than the connection budget allows (one connection each).
+  2-35 % more requests than one, at up to 30 % more CPU per request (docs/benchmarks.md,
+  "Analysis"): one worker was the bottleneck while the gateway and PostgreSQL left the other
+  core partly idle. Never more workers than the connection budget allows (one connection each).
 * **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
   one worker keeps every core busy hashing: one worker per four cores, and each worker's
   hashing threads are its share of the cores.
