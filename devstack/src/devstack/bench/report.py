@@ -387,7 +387,7 @@ def render_markdown(
         "and bearer tokens of the seeded users) and sends them in turn. The warm-ups count "
         "every status in a `response()` hook; the measured runs of the read and write "
         "scenarios leave the count to wrk itself (answers >= 400), since the hook costs wrk "
-        "more CPU than the rest of its work; *non-2xx* includes the warm-ups' (logins: "
+        "a fifth more CPU per request; *non-2xx* includes the warm-ups' (logins: "
         "always counted by the hook). Scenarios run in rounds, each round "
         "every scenario once in the same order, so slow drifts of the machine hit all "
         "paths alike; before each measurement the bench waits (20 s at most) until the "
