@@ -78,10 +78,11 @@ def render_static(
     port: int,
     metrics_port: int,
     trusted_ips: Sequence[str] = (),
-    access_log: str = "all",
+    access_log: str | None = None,
 ) -> str:
-    """gateway/traefik.yml with local addresses and the access log ``access_log`` asks for
-    (``all``: as in the file, ``errors``: failed, retried and slow requests only, ``off``)."""
+    """gateway/traefik.yml with local addresses and the access log ``access_log`` (a
+    ``GATEWAY_ACCESS_LOG`` value) asks for: ``all`` as in the file, ``errors`` (the default)
+    failed, retried and slow requests only, or ``off``."""
     config = load_static(gateway_dir)
     mode = access_log_mode(access_log)
     if mode == "off":

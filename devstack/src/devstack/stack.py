@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Self
 from devstack.config import StackConfig
 from devstack.createdb import UNREACHABLE
 from devstack.errors import BinaryMissing, ComponentFailed, StackError
-from devstack.gateway import access_log_mode, redis_env, render_static
+from devstack.gateway import redis_env, render_static
 from devstack.process import ManagedProcess, ensure_port_free, http_ok, require_binary, tail
 from svckit.testing.servers import (
     DependencyUnavailable,
@@ -586,13 +586,14 @@ class Stack:
     ) -> str:
         config = self.config
         ensure_port_free(host, port, name, "GATEWAY_PORT")
+        child_env = {**self.env(), **(env or {})}
         static = render_static(
             config.gateway_dir,
             host=host,
             port=port,
             metrics_port=metrics_port,
             trusted_ips=config.trusted_ips if trusted_ips is None else trusted_ips,
-            access_log=access_log_mode({**self.env(), **(env or {})}.get("GATEWAY_ACCESS_LOG")),
+            access_log=child_env.get("GATEWAY_ACCESS_LOG"),
         )
         static_path = config.data_dir / "gateway" / f"traefik-{name}.yml"
         static_path.parent.mkdir(parents=True, exist_ok=True)
@@ -601,7 +602,7 @@ class Stack:
             name,
             [str(config.bin_dir / "traefik"), f"--configFile={static_path}"],
             self.log_path(name),
-            env={**self.env(), **(env or {})},
+            env=child_env,
         )
         url = f"http://{host}:{port}"
         self._processes[name] = process

@@ -4,15 +4,14 @@ The scripts are generated per run into the bench data folder. Each thread builds
 requests once, on its first ``request()``, and hands them out in turn: wrk then spends about
 0.28 ms of CPU per request instead of 0.37-0.40 ms when it formats each one in Lua (measured
 at 1,300-1,700 req/s on a 2-core machine, where wrk shares the cores with the stack under
-test). Each script reports
-through wrk's ``done()`` hook as a single ``BENCH_RESULT {json}`` line: requests, duration,
-socket errors, timeouts, latency percentiles and status counts.
+test). Each script reports through wrk's ``done()`` hook as a single ``BENCH_RESULT {json}``
+line: requests, duration, socket errors, timeouts, latency percentiles and status counts.
 
 Status counts come in two grains. A ``response()`` hook counts every status class
 (``count_statuses``, the default): wrk then hands every response's headers and body to Lua,
-which costs it about a fifth more CPU per request. Without
-it, wrk's own count splits the answers at 400 (``s<400``, ``s>=400``), so a 1xx/3xx would pass
-as a success: runs measured that way follow a counted warm-up of the same requests.
+which costs it about a fifth more CPU per request. Without it, wrk's own count splits the
+answers at 400 (``s<400``, ``s>=400``), so a 1xx/3xx would pass as a success: runs measured
+that way follow a counted warm-up of the same requests.
 """
 
 from __future__ import annotations
@@ -30,7 +29,8 @@ from devstack.bench.errors import BenchError
 
 RESULT_PREFIX = "BENCH_RESULT "
 
-# Requests each wrk thread builds in init() and sends in turn (random ids, users, tokens).
+# Requests each wrk thread builds on its first request() and sends in turn (random ids,
+# users, tokens).
 REQUEST_TABLE = 1024
 
 # The status keys of a run without the response() hook (wrk's own split at 400).
