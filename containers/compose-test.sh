@@ -21,23 +21,37 @@ work="$root/.data/compose-test"
 env_file="$work/env"
 uv=.tools/bin/uv
 helper=("$uv" run --locked python -m e2e.compose --project "$project" --env-file "$env_file")
-step() { printf '\n=== compose-test: %s ===\n' "$*"; }
+current=""
+step() { current="$*"; printf '\n=== compose-test: %s ===\n' "$*"; }
+# Each pytest run's output is kept in $work; after a failure the containers' logs come first
+# and the failed tests last, so that the end of the output (all a CI log may keep) names them.
+run_pytest() {
+    local out="$1"
+    shift
+    "$uv" run --locked pytest -p no:cacheprovider -rfE "$@" 2>&1 | tee "$work/$out"
+}
 
 step "images"
 containers/build-images.sh 2> >(grep --line-buffered -v -E 'legacy builder is deprecated|BuildKit is currently disabled|environment-variable' >&2)
 
 step "stack up ($project)"
 mkdir -p "$work"
+rm -f "$work"/pytest-*.log
 "${helper[@]}" down --volumes > /dev/null 2>&1 || true  # what an interrupted run left
 gateway_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "${helper[@]}" write-env "GATEWAY_PORT=$gateway_port"
 cleanup() {
     status=$?
+    failed_step="$current"
     if [ "$status" -ne 0 ]; then
         "${helper[@]}" logs || true
     fi
     step "down"
     "${helper[@]}" down --volumes || true
+    if [ "$status" -ne 0 ]; then
+        printf '\n=== compose-test FAILED in: %s ===\n' "$failed_step"
+        grep -h -E '^(FAILED|ERROR) ' "$work"/pytest-*.log 2>/dev/null || true
+    fi
     exit "$status"
 }
 trap cleanup EXIT
@@ -51,8 +65,8 @@ echo "published port answers"
 
 step "end-to-end suite through the compose gateway"
 E2E_ADMIN_USERNAME="$admin_user" E2E_ADMIN_PASSWORD="$admin_password" \
-    "$uv" run --locked pytest tests-e2e/tests -p no:cacheprovider -q
+    run_pytest pytest-e2e.log tests-e2e/tests -q
 
 step "compose checks: restart, deletion while stopped, replica shares, replica stop"
 E2E_COMPOSE_PROJECT="$project" E2E_COMPOSE_ENV_FILE="$env_file" \
-    "$uv" run --locked pytest tests-e2e/tests/test_compose_stack.py -p no:cacheprovider -v -s
+    run_pytest pytest-compose.log tests-e2e/tests/test_compose_stack.py -v -s

@@ -66,6 +66,7 @@ def test_smoke_report_has_every_scenario(smoke: tuple[dict[str, Any], Path, floa
     results, _, _ = smoke
     assert results["mode"] == "smoke"
     assert set(SCENARIOS) <= set(results["scenarios"])
+    stack_seconds = busy_seconds = 0.0
     for key in SCENARIOS:
         scenario = results["scenarios"][key]
         assert scenario["rounds"] == len(scenario["runs"]) == 1
@@ -77,7 +78,14 @@ def test_smoke_report_has_every_scenario(smoke: tuple[dict[str, Any], Path, floa
             assert len(workers) == results["config"]["workers"][service]
             assert all(10 < mb < 2000 for mb in workers), workers
         assert run["jwks_fetches"] >= 0
-        assert 0 < run["cpu"]["stack_cores"] <= run["cpu"]["machine_busy_cores"] + 0.2
+        cpu = run["cpu"]
+        assert cpu["stack_cores"] > 0, key
+        stack_seconds += cpu["stack_cores"] * cpu["wall_s"]
+        busy_seconds += cpu["machine_busy_cores"] * cpu["wall_s"]
+    # The stack is part of the machine. Compared over all runs together: the machine's
+    # counters (/proc/stat) move in scheduler ticks, the processes' exactly, so a smoke run's
+    # second or less can show the stack ahead of the machine.
+    assert stack_seconds <= 1.1 * busy_seconds, (stack_seconds, busy_seconds)
     for key in READS:
         per_request = results["scenarios"][key]["cpu_us_per_request"]
         assert per_request["items-service"] > 0, per_request

@@ -1,8 +1,10 @@
 """Child processes of the stack: one process group each, output in a log file.
 
-Every child is started in a new session (its own process group), so stopping it signals
-the whole group — uvicorn's worker processes included — by the group id we recorded,
-never by name.
+Every child is started in a process group of its own (in the launcher's session, so that a
+service's workers can join it), so stopping it signals the whole group by the group id we
+recorded, never by name. A service with several workers
+is several processes in one group, serving one listening socket that the launcher binds and
+hands to each (uvicorn ``--fd``): no supervisor process beside them.
 """
 
 from __future__ import annotations
@@ -51,54 +53,92 @@ def tail(path: Path, lines: int = 20) -> str:
 
 @dataclass
 class ManagedProcess:
-    """One long-running child: started with :meth:`start`, stopped with :meth:`stop`."""
+    """One long-running child: started with :meth:`start`, stopped with :meth:`stop`.
+
+    With ``listen`` (host, port), :meth:`start` binds that address and starts ``workers``
+    copies of the command, each with ``--fd <n>`` added: the listening socket, inherited.
+    The launcher closes its own copy at once, so the port refuses connections as soon as
+    every worker has exited, as it does for a process that binds it itself."""
 
     name: str
     args: Sequence[str]
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
+    listen: tuple[str, int] | None = None
+    workers: int = 1
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The first process, whose id is the group's."""
+        return self.processes[0] if self.processes else None
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
+        return self.processes[0].pid if self.processes else None
 
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return any(p.poll() is None for p in self.processes)
 
     def start(self) -> None:
         if self.running():
             return
+        if self.workers > 1 and self.listen is None:
+            raise ValueError(f"{self.name}: several workers need a socket to share (listen)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, contextlib.ExitStack() as stack:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
             log.flush()
-            self.process = subprocess.Popen(
-                list(self.args),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(self.env),
-                cwd=self.cwd,
-                start_new_session=True,
-            )
+            args: list[str] = list(self.args)
+            pass_fds: tuple[int, ...] = ()
+            if self.listen is not None:
+                sock = stack.enter_context(self._bind(*self.listen))
+                args += ["--fd", str(sock.fileno())]
+                pass_fds = (sock.fileno(),)
+            self.processes = []
+            for _ in range(self.workers):
+                # The first leads a new process group (0: its own pid); the others join it.
+                group = self.processes[0].pid if self.processes else 0
+                self.processes.append(
+                    subprocess.Popen(
+                        args,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=dict(self.env),
+                        cwd=self.cwd,
+                        pass_fds=pass_fds,
+                        process_group=group,
+                    )
+                )
+
+    def _bind(self, host: str, port: int) -> socket.socket:
+        try:
+            # SO_REUSEADDR (set by create_server): a restart binds while old connections
+            # are still in TIME_WAIT. The backlog is uvicorn's own default.
+            return socket.create_server((host, port), backlog=2048)
+        except OSError as exc:
+            raise PortInUse(f"{self.name} cannot listen on {host}:{port}: {exc}") from None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the child's process group, then SIGKILL it if it does not exit in time."""
-        process = self.process
-        if process is None:
+        if not self.processes:
             return
-        if process.poll() is None:
-            self._signal_group(process.pid, signal.SIGTERM)
+        group = self.processes[0].pid
+        if self.running():
+            self._signal_group(group, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
             try:
-                process.wait(timeout)
+                for process in self.processes:
+                    process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self._signal_group(process.pid, signal.SIGKILL)
-                process.wait(5)
-        # Workers left behind by a parent that died first still carry its group id.
-        self._signal_group(process.pid, signal.SIGKILL)
-        self.process = None
+                self._signal_group(group, signal.SIGKILL)
+                for process in self.processes:
+                    process.wait(5)
+        # Children left behind by a process that died first still carry the group id.
+        self._signal_group(group, signal.SIGKILL)
+        self.processes = []
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -106,12 +146,15 @@ class ManagedProcess:
             os.killpg(pgid, sig)
 
     def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            code = self.process.returncode
-            raise ComponentFailed(
-                f"{self.name} exited with status {code}; last lines of {self.log_path}:\n"
-                f"{tail(self.log_path)}"
-            )
+        """Raise :class:`ComponentFailed` when the child (or any of its workers) has exited."""
+        for n, process in enumerate(self.processes):
+            code = process.poll()
+            if code is not None:
+                who = self.name if len(self.processes) == 1 else f"{self.name} (worker {n + 1})"
+                raise ComponentFailed(
+                    f"{who} exited with status {code}; last lines of {self.log_path}:\n"
+                    f"{tail(self.log_path)}"
+                )
 
     def wait_until(
         self,

@@ -551,21 +551,22 @@ class Stack:
                     str(config.bin_dir / "uvicorn"),
                     "--factory",
                     app,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
+                    # One process per worker on the socket the launcher binds (--fd, added
+                    # at start): uvicorn's own --workers would add a supervisor process
+                    # and its multiprocessing resource tracker, about 40 MiB for nothing.
                     "--workers",
-                    str(workers),
+                    "1",
                     "--no-server-header",
                     "--no-access-log",
                     "--timeout-graceful-shutdown",
                     "5",
                 ],
                 self.log_path(name),
+                listen=("127.0.0.1", port),
+                workers=workers,
             )
             self._processes[name] = process
-        # uvicorn's worker-count variable, which auth-service sizes its hashing by
+        # The worker count (uvicorn's variable for it), which auth-service sizes its hashing by
         process.env = {**self.env(), "WEB_CONCURRENCY": str(workers), **(extra_env or {})}
         self._report(f"starting {name} on 127.0.0.1:{port}")
         process.start()

@@ -233,12 +233,17 @@ class LaunchedStack:
             out[POSTGRES] = sorted(postgres)
         return {COMPONENT_NAMES.get(name, name): pids for name, pids in out.items() if pids}
 
+    def servers(self, name: str) -> list[int]:
+        """The processes of component ``name`` that its command line names (a service's
+        uvicorn processes, one per worker; not their helpers), oldest first."""
+        pids = self.components().get(COMPONENT_NAMES.get(name, name), [])
+        return sorted(p for p in pids if classify(_argv(p)) is not None)
+
     def pid(self, name: str) -> int | None:
         """The top process of component ``name`` (auth-service, items-service, gateway,
         redis), as :meth:`devstack.stack.Stack.pid`; ``None`` when it does not run here."""
-        pids = self.components().get(COMPONENT_NAMES.get(name, name), [])
-        tops = [p for p in pids if classify(_argv(p)) is not None]
-        return min(tops) if tops else None
+        servers = self.servers(name)
+        return servers[0] if servers else None
 
     # ------------------------------------------------------------------ start and stop
 

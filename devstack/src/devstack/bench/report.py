@@ -395,7 +395,7 @@ def render_markdown(
         "- Scenario 6 runs scenario 3 and the login flood (scenario 5) at the same time, "
         "two wrk processes at the full connection count each; its read share is the median "
         "over rounds of mixed ÷ solo reads of the same round.",
-        "- RSS: `VmRSS` of each uvicorn worker process (children of the uvicorn master). "
+        "- RSS: `VmRSS` of each service worker process (one uvicorn process per worker). "
         "JWKS fetches: `items_jwks_fetches_total{pid}` on items-service's `/metrics`, "
         "scraped until every worker has answered.",
         "- Everything shares the machine: wrk, Traefik, both services, PostgreSQL, Redis, "

@@ -71,10 +71,10 @@ class BenchRun:
     def workers(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
         for service in (AUTH, ITEMS):
-            master = self.stack.pid(service)
-            if master is None:
+            servers = self.stack.servers(service)
+            if not servers:
                 raise BenchError(f"{service} is not running")
-            out[service] = probes.worker_pids(master)
+            out[service] = sorted({w for server in servers for w in probes.worker_pids(server)})
         return out
 
     def rss(self) -> dict[str, list[float]]:
