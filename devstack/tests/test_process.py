@@ -1,7 +1,8 @@
-"""ManagedProcess: a service's workers as processes of one group, on one socket it binds."""
+"""ManagedProcess: a service's workers as processes of one group, on sockets it binds."""
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
@@ -16,16 +17,17 @@ from devstack.process import ManagedProcess
 from svckit.testing.servers import free_port
 
 # A worker: serves the listening socket handed to it (``--fd N``, as uvicorn takes it),
-# answering each connection with its pid, then pausing so that the next goes to another.
+# answering each connection with its pid and keeping it open, as a server keeps the
+# gateway's keep-alive connections.
 WORKER = """
-import os, socket, sys, time
+import os, socket, sys
 sock = socket.socket(fileno=int(sys.argv[sys.argv.index("--fd") + 1]))
 print("worker", os.getpid(), "on", sock.getsockname(), flush=True)
+kept = []
 while True:
     conn, _ = sock.accept()
     conn.sendall(str(os.getpid()).encode())
-    conn.close()
-    time.sleep(0.2)
+    kept.append(conn)
 """
 
 
@@ -67,9 +69,19 @@ def test_workers_share_one_socket_in_one_group_and_stop_together(tmp_path: Path)
         assert process.pid is not None
         # One group, led by the first: stopping or signalling the component reaches both.
         assert {os.getpgid(pid) for pid in pids} == {process.pid}
-        assert _wait_answers(port, pids) == pids, "not every worker serves the socket"
+        assert _wait_answers(port, pids) == pids, "not every worker serves the port"
         log = (tmp_path / "svc.log").read_text()
         assert log.count(f"on ('127.0.0.1', {port})") == 2, log
+        # Connections opened in a burst are spread over the workers (SO_REUSEPORT), not
+        # taken by whichever was in accept() first.
+        burst = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(60)]
+        try:
+            served = collections.Counter(int(conn.recv(64)) for conn in burst)
+        finally:
+            for conn in burst:
+                conn.close()
+        assert set(served) == pids
+        assert min(served.values()) >= 15, served
     finally:
         process.stop()
     assert not process.running()

@@ -551,7 +551,7 @@ class Stack:
                     str(config.bin_dir / "uvicorn"),
                     "--factory",
                     app,
-                    # One process per worker on the socket the launcher binds (--fd, added
+                    # One process per worker, each on a socket the launcher binds (--fd, added
                     # at start): uvicorn's own --workers would add a supervisor process
                     # and its multiprocessing resource tracker, about 40 MiB for nothing.
                     "--workers",
