@@ -525,6 +525,9 @@ def test_launcher_command_environment_and_components(
         "auth-service"
     )
     assert classify(["/v/bin/python", "/v/bin/uvicorn", "items_service.app:x"]) == "items-service"
+    serve = ["/v/bin/python", "-m", "svckit.serve", "--fd", "3"]
+    assert classify([*serve, "items_service.app:create_app"]) == "items-service"
+    assert classify([*serve, "auth_service.app:create_app"]) == "auth-service"
     assert classify(["/v/bin/traefik", "--configFile=x"]) == "gateway"
     assert classify(["/r/redis-server 127.0.0.1:6379"]) == "redis"
     assert classify(["postgres: postgres items [local] idle"]) == "postgres"

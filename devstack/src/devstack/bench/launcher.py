@@ -64,7 +64,7 @@ def classify(argv: list[str]) -> str | None:
         return GATEWAY
     if program in ("postgres", "postmaster") or argv[0].startswith("postgres:"):
         return POSTGRES
-    if any(Path(a).name == "uvicorn" for a in argv[:2]):
+    if any(Path(a).name == "uvicorn" for a in argv[:2]) or "svckit.serve" in argv[:3]:
         joined = " ".join(argv)
         if "auth_service" in joined:
             return AUTH
