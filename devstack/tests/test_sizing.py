@@ -12,14 +12,14 @@ def test_two_cores_small_pools_and_an_items_worker_per_core() -> None:
     sizing = size_stack(2)
     assert (sizing.auth_workers, sizing.items_workers) == (1, 2)
     assert sizing.hashing_threads == 2
-    assert (sizing.items_pool_size, sizing.items_max_overflow) == (1, 0)
+    assert (sizing.items_pool_size, sizing.items_max_overflow) == (2, 0)
     # a login holds its connection while it is hashed: one kept, one more per hashing thread
     assert (sizing.auth_pool_size, sizing.auth_max_overflow) == (1, sizing.hashing_threads)
     assert sizing.env() == {
         "AUTH_HASHING_CONCURRENCY": "2",
         "AUTH_DB_POOL_SIZE": "1",
         "AUTH_DB_MAX_OVERFLOW": "2",
-        "ITEMS_DB_POOL_SIZE": "1",
+        "ITEMS_DB_POOL_SIZE": "2",
         "ITEMS_DB_MAX_OVERFLOW": "0",
     }
 
@@ -37,6 +37,18 @@ def test_workers_follow_the_cores_and_pools_stay_in_the_budget(cores: int) -> No
     assert sizing.auth_pool_size >= 1
     # within the budget, unless there are more workers than connections (one each, at least)
     assert sizing.database_connections <= max(budget, sizing.auth_workers + sizing.items_workers)
+
+
+def test_a_tight_budget_takes_the_items_workers_second_connection_first() -> None:
+    # 32 cores: auth 8 workers x (1 + 4), items 32 x 2 = 104 connections > 87
+    sizing = size_stack(32)
+    assert (sizing.auth_workers, sizing.items_workers, sizing.hashing_threads) == (8, 32, 4)
+    assert (sizing.items_pool_size, sizing.auth_max_overflow) == (1, 4)
+    assert sizing.database_connections == 72
+    # 64 cores: one each for items (64) and auth's overflow down until it fits
+    sizing = size_stack(64)
+    assert sizing.items_pool_size == 1
+    assert sizing.database_connections <= DEFAULT_MAX_CONNECTIONS - RESERVED_CONNECTIONS
 
 
 def test_fixed_workers_and_a_small_connection_budget() -> None:

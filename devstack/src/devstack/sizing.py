@@ -6,15 +6,17 @@ The rule, per service (README, "Sizing"):
   worker uses at most one core, so it gets one worker per core: on 2 cores, two workers served
   2-35 % more requests than one, at up to 30 % more CPU per request (docs/benchmarks.md,
   "Analysis"): one worker was the bottleneck while the gateway and PostgreSQL left the other
-  core partly idle. Never more workers than the connection budget allows (one connection each).
+  core partly idle. Never more workers than the connection budget allows (one connection each
+  at least).
 * **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
   one worker keeps every core busy hashing: one worker per four cores, and each worker's
   hashing threads are its share of the cores.
 * **Database pools** are per worker and small, since every pooled connection is a PostgreSQL
-  backend of its own (memory): one connection per items worker (a request holds it for one
-  statement); for auth one kept and one more per hashing thread, closed when returned. All
-  pools together stay within the connection budget: PostgreSQL's ``max_connections`` less
-  what migrations, command lines and superusers need.
+  backend of its own (memory): two connections per items worker (a request holds one for one
+  statement or transaction); for auth one kept and one more per hashing thread, closed when
+  returned. All pools together stay within the connection budget: PostgreSQL's
+  ``max_connections`` less what migrations, command lines and superusers need; where they
+  would not, items workers keep one connection each, then auth gives up its overflow.
 
 Everything here can be overridden: the environment wins over these values, and ``devstack
 run --workers N`` sets both services' worker counts.
@@ -29,15 +31,17 @@ from dataclasses import dataclass
 DEFAULT_MAX_CONNECTIONS = 100
 # Kept free for migrations, `devstack cli` commands, psql and the superuser reservation.
 RESERVED_CONNECTIONS = 13
-# items-service: a request holds a connection for one statement (a fraction of a millisecond),
-# so one connection keeps a worker's core busy: while it runs a statement, the worker parses
-# and renders the other requests (and the background refreshes borrow it for a millisecond).
+# items-service: a request holds a connection for one statement or a short transaction, and a
+# second connection lets the worker start the next while the first waits on PostgreSQL (a
+# commit's WAL flush above all): measured at -c50 through the gateway on 2 cores, two
+# connections per worker served 16 % more creates and 15 % more 20-item pages than one, and
+# 4 % more single items (docs/benchmarks.md, "Analysis"), for a PostgreSQL backend more each.
 # auth-service: a login takes its hashing slot before it touches the database, then holds its
 # connection while the hash is computed, so it needs a connection per hashing thread at once,
 # and one more for its background loops. It keeps one idle (an idle pooled connection is a
 # PostgreSQL backend kept for nothing); the others are overflow, closed when returned, and
 # opening one costs a few milliseconds beside a hash's few hundred.
-ITEMS_POOL = 1
+ITEMS_POOL = 2
 
 
 def machine_cores() -> int:
@@ -103,13 +107,15 @@ def size_stack(
     hashing = max(1, cores // auth)
     items_pool, items_overflow = ITEMS_POOL, 0
     auth_pool, auth_overflow = 1, hashing
-    # Within the budget: give up auth's overflow (down to one connection per worker) rather
-    # than fail to start.
+    # Within the budget: items workers keep one connection each, then auth gives up its
+    # overflow (down to one connection per worker), rather than fail to start.
     budget = max(available, auth + items)
 
     def connections() -> int:
         return auth * (auth_pool + auth_overflow) + items * (items_pool + items_overflow)
 
+    while connections() > budget and items_pool > 1:
+        items_pool -= 1
     while connections() > budget and auth_overflow > 0:
         auth_overflow -= 1
     return Sizing(
