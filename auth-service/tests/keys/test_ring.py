@@ -1,3 +1,6 @@
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,7 +111,46 @@ async def test_periodic_reload_picks_up_rotations(database: Database) -> None:
         )
     assert new.kid not in {k["kid"] for k in (await ring.jwks())["keys"]}
     mono.value += 31
+    loads = ring.load_count
+    # Stale: this caller is answered from the keys held, and a reload starts behind it.
+    assert new.kid not in {k["kid"] for k in (await ring.jwks())["keys"]}
+    await ring.reloading()
+    assert ring.load_count == loads + 1
     assert new.kid in {k["kid"] for k in (await ring.jwks())["keys"]}
+
+
+async def test_a_stale_ring_never_makes_a_caller_wait_for_a_connection(
+    database: Database,
+) -> None:
+    """A refresh signs inside its transaction, holding a pooled connection. With the pool
+    exhausted, a reload that the caller awaited would wait for a connection that only the
+    caller returns: a deadlock until the pool's timeout (503s under load, seen with a pool of
+    one plus one). The stale reload runs behind the caller instead."""
+    clock = FakeClock()
+    mono = Monotonic()
+    ring = make_ring(database, clock, mono, reload_interval=30)
+    await ring.start()
+    kid, _ = await ring.signing_key()
+    release = asyncio.Event()
+    real_transaction = database.transaction
+
+    @contextlib.asynccontextmanager
+    async def blocked() -> AsyncIterator[Any]:
+        await release.wait()  # no connection until the caller lets go of its own
+        async with real_transaction() as session:
+            yield session
+
+    database.transaction = blocked  # type: ignore[method-assign]
+    try:
+        mono.value += 31
+        signed = await asyncio.wait_for(ring.signing_key(), timeout=5)
+        assert signed[0] == kid
+        assert (await asyncio.wait_for(ring.get_key(kid), timeout=5)) is not None
+        release.set()
+        await asyncio.wait_for(ring.reloading(), timeout=10)
+    finally:
+        release.set()
+        database.transaction = real_transaction  # type: ignore[method-assign]
 
 
 async def test_keys_survive_a_database_outage(database: Database) -> None:
@@ -121,7 +163,9 @@ async def test_keys_survive_a_database_outage(database: Database) -> None:
         ring._database = dead
         monotonic.value += 10
         assert await ring.get_key(kid) is not None  # stale-if-error
+        await ring.reloading()  # the reload that started behind it failed
         assert (await ring.signing_key())[0] == kid
+        assert await ring.get_key(kid) is not None
     finally:
         await dead.close()
 

@@ -4,7 +4,7 @@ Every child is started in a process group of its own (in the launcher's session,
 service's workers can join it), so stopping it signals the whole group by the group id we
 recorded, never by name. A service with several workers is several processes in one group,
 each serving a listening socket on the service's port that the launcher binds and hands to
-it (uvicorn ``--fd``): no supervisor process beside them.
+it (``--fd``, see ``svckit.serve``): no supervisor process beside them.
 """
 
 from __future__ import annotations
@@ -71,12 +71,8 @@ class ManagedProcess:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
-    def process(self) -> subprocess.Popen[bytes] | None:
-        """The first process, whose id is the group's."""
-        return self.processes[0] if self.processes else None
-
-    @property
     def pid(self) -> int | None:
+        """The first process's, which is the group's."""
         return self.processes[0].pid if self.processes else None
 
     def running(self) -> bool:

@@ -1,9 +1,13 @@
 """The in-memory view of the signing keys that requests use.
 
 :class:`KeyRing` loads the keys from the database and keeps them for ``reload_interval``
-seconds, so replicas pick up rotated keys; an unknown ``kid`` triggers an early reload (at
-most once per ``unknown_kid_cooldown``, concurrent callers sharing one load). When the
-database cannot be read, the keys already held keep working (stale-if-error).
+seconds, so replicas pick up rotated keys. Past that, the next caller starts a reload in the
+background and goes on with the keys held (stale-while-revalidate): a request that already
+holds a database connection (a refresh, inside its transaction) never waits for a second
+one, which a small pool may not have until the first is returned. An unknown ``kid`` triggers
+an early reload that the caller waits for (at most once per ``unknown_kid_cooldown``,
+concurrent callers sharing one load). When the database cannot be read, the keys already held
+keep working (stale-if-error).
 
 It implements svckit's ``KeySource`` protocol, so the service verifies its own access tokens
 (``/auth/me``, ``/users/*``) with ``svckit.tokens.TokenVerifier`` without HTTP to itself.
@@ -117,12 +121,21 @@ class KeyRing:
 
     async def reload(self) -> bool:
         """Load the live keys now (one load shared by concurrent callers); keep them on error."""
+        return await asyncio.shield(self._start_load())
+
+    async def reloading(self) -> None:
+        """Wait for a load in progress, if any (one started in the background included)."""
+        task = self._inflight
+        if task is not None:
+            await asyncio.shield(task)
+
+    def _start_load(self) -> asyncio.Task[bool]:
         task = self._inflight
         if task is None:
             task = asyncio.create_task(self._load())
             self._inflight = task
             task.add_done_callback(self._clear_inflight)
-        return await asyncio.shield(task)
+        return task
 
     def _clear_inflight(self, _task: asyncio.Task[bool]) -> None:
         self._inflight = None
@@ -160,12 +173,17 @@ class KeyRing:
         return True
 
     async def _refresh_if_stale(self) -> None:
+        """Past ``reload_interval``: a reload in the background while keys are held (the
+        caller goes on with them), one to wait for when none are."""
         now = self._monotonic()
         if (
             now - self._loaded_at >= self._reload_interval
             and now - self._last_attempt >= self._cooldown
         ):
-            await self.reload()
+            if self._keys:
+                self._start_load()
+            else:
+                await self.reload()
 
     def _may_reload_early(self) -> bool:
         return self._monotonic() - self._last_attempt >= self._cooldown
