@@ -86,7 +86,7 @@ def test_workers_share_one_socket_in_one_group_and_stop_together(tmp_path: Path)
         process.stop()
     assert not process.running()
     assert process.processes == []
-    # The launcher kept no copy of the socket: with the workers gone, the port refuses.
+    # stop() closed the launcher's copies of the sockets too: the port refuses.
     with pytest.raises(ConnectionRefusedError):
         _answer(port)
 
@@ -104,6 +104,83 @@ def test_a_worker_that_exits_is_reported_by_number(tmp_path: Path) -> None:
             process.check_alive()
     finally:
         process.stop()
+
+
+def _kill(process: ManagedProcess, n: int) -> int:
+    victim = process.processes[n]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(5)
+    return victim.pid
+
+
+def test_a_worker_that_exits_is_started_again_on_its_socket_in_its_group(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    process = _workers(tmp_path, port)
+    process.start()
+    try:
+        group = process.pid
+        assert _wait_answers(port, {p.pid for p in process.processes})
+        assert process.revive() == []  # nothing exited: nothing to do
+        dead = _kill(process, 1)
+        # The kernel still queues connections on the dead worker's socket (the launcher
+        # holds it), where a closed socket would reset them: they wait for its successor.
+        waiting = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(30)]
+        try:
+            [line] = process.revive()
+            assert line.startswith("svc (worker 2) exited with status -9; started again"), line
+            successor = process.processes[1].pid
+            assert successor != dead
+            assert f"pid {successor}" in line
+            served = {int(conn.recv(64)) for conn in waiting}
+        finally:
+            for conn in waiting:
+                conn.close()
+        assert served == {process.processes[0].pid, successor}, "a queued connection was lost"
+        assert os.getpgid(successor) == group
+        # The group's leader exits: its successor joins the group the other still holds,
+        # and the component keeps its pid (the group's id) for stop() and signals.
+        _kill(process, 0)
+        process.revive()
+        pids = [p.pid for p in process.processes]
+        assert {os.getpgid(pid) for pid in pids} == {group}
+        assert process.pid == group
+    finally:
+        process.stop()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_worker_that_keeps_failing_stops_the_stack(tmp_path: Path) -> None:
+    process = _workers(tmp_path, free_port())
+    process.start()
+    try:
+        for _ in range(2):
+            _kill(process, 1)
+            assert len(process.revive(max_restarts=2)) == 1
+        _kill(process, 1)  # a third exit after two restarts within the window
+        with pytest.raises(ComponentFailed, match=r"svc \(worker 2\) exited with status -9"):
+            process.revive(max_restarts=2)
+        # Restarts count per worker, and only within the window: past it, both start again.
+        _kill(process, 0)
+        lines = process.revive(max_restarts=2, window=0)
+        assert [line.split(" exited")[0] for line in lines] == ["svc (worker 1)", "svc (worker 2)"]
+        assert all(p.poll() is None for p in process.processes)
+    finally:
+        process.stop()
+
+
+def test_a_child_without_a_socket_is_not_started_again(tmp_path: Path) -> None:
+    process = ManagedProcess(
+        "once", [sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "once.log"
+    )
+    process.start()
+    process.processes[0].wait(5)
+    with pytest.raises(ComponentFailed, match="once exited with status 3"):
+        process.revive()
+    process.stop()
 
 
 def test_a_taken_port_fails_before_any_worker_starts(tmp_path: Path) -> None:

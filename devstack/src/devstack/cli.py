@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
         while True:
-            stack.check_alive()
+            for line in stack.revive():
+                _say(line)
             time.sleep(1)
     except (KeyboardInterrupt, _Terminated):
         _say("stopping")

@@ -4,7 +4,9 @@ Every child is started in a process group of its own (in the launcher's session,
 service's workers can join it), so stopping it signals the whole group by the group id we
 recorded, never by name. A service with several workers is several processes in one group,
 each serving a listening socket on the service's port that the launcher binds and hands to
-it (``--fd``, see ``svckit.serve``): no supervisor process beside them.
+it (``--fd``, see ``svckit.serve``): no supervisor process beside them. The launcher is the
+supervisor: :meth:`ManagedProcess.revive` starts a worker that exited again, on the socket it
+kept for it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from devstack.errors import BinaryMissing, ComponentFailed, PortInUse
@@ -51,15 +54,22 @@ def tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+# A worker restarted this many times within the window is failing, not crashing now and
+# then: restarting it again would only loop, so the stack stops with its log instead.
+MAX_RESTARTS = 3
+RESTART_WINDOW = 60.0
+
+
 @dataclass
 class ManagedProcess:
     """One long-running child: started with :meth:`start`, stopped with :meth:`stop`.
 
     With ``listen`` (host, port), :meth:`start` starts ``workers`` copies of the command,
     each with ``--fd <n>`` added: a socket listening on that address that the launcher bound
-    for it (SO_REUSEPORT), inherited. The launcher closes its own copies at once, so the port
-    refuses connections as soon as every worker has exited, as it does for a process that
-    binds it itself."""
+    for it (SO_REUSEPORT), inherited. The launcher keeps its copy of each socket until
+    :meth:`stop`, so a worker that exits can be started again on the same socket
+    (:meth:`revive`): connections the kernel queued on it meanwhile wait for the new worker
+    instead of being reset."""
 
     name: str
     args: Sequence[str]
@@ -69,11 +79,14 @@ class ManagedProcess:
     listen: tuple[str, int] | None = None
     workers: int = 1
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _sockets: list[socket.socket] = field(default_factory=list, init=False, repr=False)
+    _restarts: list[list[float]] = field(default_factory=list, init=False, repr=False)
+    _group: int | None = field(default=None, init=False, repr=False)
 
     @property
     def pid(self) -> int | None:
-        """The first process's, which is the group's."""
-        return self.processes[0].pid if self.processes else None
+        """The process group's id: the first worker's pid (kept when a worker is revived)."""
+        return self._group if self.processes else None
 
     def running(self) -> bool:
         return any(p.poll() is None for p in self.processes)
@@ -84,32 +97,57 @@ class ManagedProcess:
         if self.workers > 1 and self.listen is None:
             raise ValueError(f"{self.name}: several workers need a socket to share (listen)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._close_sockets()
         with self.log_path.open("ab") as log:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
-            log.flush()
-            self.processes = []
-            for _ in range(self.workers):
-                with contextlib.ExitStack() as sockets:
-                    args: list[str] = list(self.args)
-                    pass_fds: tuple[int, ...] = ()
-                    if self.listen is not None:
-                        sock = sockets.enter_context(self._bind(*self.listen))
-                        args += ["--fd", str(sock.fileno())]
-                        pass_fds = (sock.fileno(),)
-                    # The first leads a new process group (0: its own pid); the others join.
-                    group = self.processes[0].pid if self.processes else 0
-                    self.processes.append(
-                        subprocess.Popen(
-                            args,
-                            stdin=subprocess.DEVNULL,
-                            stdout=log,
-                            stderr=subprocess.STDOUT,
-                            env=dict(self.env),
-                            cwd=self.cwd,
-                            pass_fds=pass_fds,
-                            process_group=group,
-                        )
-                    )
+        self.processes, self._restarts, self._group = [], [], None
+        try:
+            if self.listen is not None:
+                self._sockets = [self._bind(*self.listen) for _ in range(self.workers)]
+            for n in range(self.workers):
+                self.processes.append(self._spawn(n))
+                self._restarts.append([])
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, n: int) -> subprocess.Popen[bytes]:
+        """Worker ``n`` (0-based), in the component's process group: the first one started
+        leads it (0: its own pid), the others join it while any member is alive."""
+        args: list[str] = list(self.args)
+        pass_fds: tuple[int, ...] = ()
+        if self._sockets:
+            fd = self._sockets[n].fileno()
+            args += ["--fd", str(fd)]
+            pass_fds = (fd,)
+        alive = any(p.poll() is None for i, p in enumerate(self.processes) if i != n)
+        group = self._group if alive and self._group is not None else 0
+        with self.log_path.open("ab") as log:
+            try:
+                process = self._popen(args, log, pass_fds, group)
+            except OSError:
+                if group == 0:
+                    raise
+                # The group's last member exited since we looked: lead a new one.
+                group = 0
+                process = self._popen(args, log, pass_fds, group)
+        if group == 0:
+            self._group = process.pid
+        return process
+
+    def _popen(
+        self, args: list[str], log: IO[bytes], pass_fds: tuple[int, ...], group: int
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(self.env),
+            cwd=self.cwd,
+            pass_fds=pass_fds,
+            process_group=group,
+        )
 
     def _bind(self, host: str, port: int) -> socket.socket:
         """A listening socket of its own for one worker. SO_REUSEPORT: the workers' sockets
@@ -123,40 +161,73 @@ class ManagedProcess:
         except OSError as exc:
             raise PortInUse(f"{self.name} cannot listen on {host}:{port}: {exc}") from None
 
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the child's process group, then SIGKILL it if it does not exit in time."""
-        if not self.processes:
-            return
-        group = self.processes[0].pid
-        if self.running():
-            self._signal_group(group, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            try:
-                for process in self.processes:
-                    process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._signal_group(group, signal.SIGKILL)
-                for process in self.processes:
-                    process.wait(5)
-        # Children left behind by a process that died first still carry the group id.
-        self._signal_group(group, signal.SIGKILL)
-        self.processes = []
+        """SIGTERM the child's process group, then SIGKILL it if it does not exit in time;
+        then close the listening sockets, so the port refuses connections."""
+        group = self._group
+        if self.processes and group is not None:
+            if self.running():
+                self._signal_group(group, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                try:
+                    for process in self.processes:
+                        process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self._signal_group(group, signal.SIGKILL)
+                    for process in self.processes:
+                        process.wait(5)
+            # Children left behind by a process that died first still carry the group id.
+            self._signal_group(group, signal.SIGKILL)
+        self.processes, self._restarts, self._group = [], [], None
+        self._close_sockets()
 
     @staticmethod
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
 
+    def _who(self, n: int) -> str:
+        return self.name if len(self.processes) == 1 else f"{self.name} (worker {n + 1})"
+
+    def _failed(self, n: int, code: int) -> ComponentFailed:
+        return ComponentFailed(
+            f"{self._who(n)} exited with status {code}; last lines of {self.log_path}:\n"
+            f"{tail(self.log_path)}"
+        )
+
     def check_alive(self) -> None:
         """Raise :class:`ComponentFailed` when the child (or any of its workers) has exited."""
         for n, process in enumerate(self.processes):
             code = process.poll()
             if code is not None:
-                who = self.name if len(self.processes) == 1 else f"{self.name} (worker {n + 1})"
-                raise ComponentFailed(
-                    f"{who} exited with status {code}; last lines of {self.log_path}:\n"
-                    f"{tail(self.log_path)}"
-                )
+                raise self._failed(n, code)
+
+    def revive(self, max_restarts: int = MAX_RESTARTS, window: float = RESTART_WINDOW) -> list[str]:
+        """Start again every worker of a service (a child with ``listen``) that has exited,
+        as a server's supervisor would, and say which. Raise :class:`ComponentFailed` for
+        any other child that exited, and for a worker already started again
+        ``max_restarts`` times in the last ``window`` seconds (it would only fail again)."""
+        revived: list[str] = []
+        now = time.monotonic()
+        for n, process in enumerate(self.processes):
+            code = process.poll()
+            if code is None:
+                continue
+            recent = [t for t in self._restarts[n] if now - t < window]
+            if not self._sockets or len(recent) >= max_restarts:
+                raise self._failed(n, code)
+            self.processes[n] = self._spawn(n)
+            self._restarts[n] = [*recent, now]
+            revived.append(
+                f"{self._who(n)} exited with status {code}; started again "
+                f"(pid {self.processes[n].pid}; its log: {self.log_path})"
+            )
+        return revived
 
     def wait_until(
         self,

@@ -249,10 +249,11 @@ class Stack:
     ) -> None:
         self.stop()
 
-    def check_alive(self) -> None:
-        """Raise :class:`ComponentFailed` if a child has exited on its own."""
-        for process in self._processes.values():
-            process.check_alive()
+    def revive(self) -> list[str]:
+        """Start again any service worker that exited on its own (what happened, one line
+        each); raise :class:`ComponentFailed` if any other child exited, or a worker that
+        keeps failing (see :meth:`ManagedProcess.revive`)."""
+        return [line for p in self._processes.values() for line in p.revive()]
 
     def running(self, name: str) -> bool:
         if name == POSTGRES:
