@@ -8,6 +8,9 @@ import copy
 import http.server
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -609,3 +612,40 @@ def test_wrk_without_the_hook_splits_at_400_and_keeps_the_warmups_count(
     assert charged.non_2xx == warmup.requests > 0
     assert charged.as_dict()["warmup_non_2xx"] == warmup.requests
     assert charged.ok == moved.ok
+
+
+# A bench whose run (here: a stand-in that waits) is interrupted by SIGINT, in a process
+# that inherited SIGINT as ignored, as a script's background job does.
+_INTERRUPTED_BENCH = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+import devstack.bench.runner
+
+def waiting_run(options, report):
+    print("running", flush=True)
+    time.sleep(30)
+    raise AssertionError("SIGINT did not interrupt the run")
+
+devstack.bench.runner.run_bench = waiting_run
+from devstack.cli import main
+sys.exit(main(["bench", "--smoke", "--data-dir", sys.argv[1], "--output-dir", sys.argv[1]]))
+"""
+
+
+def test_sigint_interrupts_the_bench_even_when_inherited_ignored(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_BENCH, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline() == "running\n"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=15)
+        finally:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "bench: interrupted" in err
+    assert not (tmp_path / "benchmarks.json").exists()

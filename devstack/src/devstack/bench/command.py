@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         charts_dir = md_path.parent / md_path.stem
     else:
         previous = signal.signal(signal.SIGTERM, _terminate)
+        # Ctrl-C interrupts the run even when SIGINT was inherited as ignored (a script's
+        # background job starts that way), where Python would not install its own handler.
+        previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             results = with_checks(run_bench(options, report=_say))
         except KeyboardInterrupt:
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             return 130
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_sigint)
         json_path = options.output_dir / options.json_name
         write_json(results, json_path)
         _say(f"wrote {json_path}")
