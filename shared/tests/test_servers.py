@@ -1,8 +1,11 @@
-"""Server helpers: database creation, URLs, the embedded Redis."""
+"""Server helpers: database creation, URLs, the embedded PostgreSQL and Redis."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
@@ -102,6 +105,45 @@ async def _alive(conn: Any) -> bool:
 async def test_unsafe_database_names_are_refused(postgres_admin_url: str, name: str) -> None:
     with pytest.raises(ValueError, match="unsafe"):
         await create_database(postgres_admin_url, name)
+
+
+def test_embedded_postgres_stops_once_and_leaves_nothing_for_exit(tmp_path: Path) -> None:
+    # In a child: pgserver's exit handler would run again at exit and log to a stream closed
+    # by then (as pytest closes its capture), printing "--- Logging error ---".
+    script = textwrap.dedent(
+        f"""
+        import asyncio, io, logging, sys
+        import asyncpg
+        from pathlib import Path
+        from svckit.testing.servers import EmbeddedPostgres
+
+        stream = io.StringIO()
+        logging.basicConfig(stream=stream, level=logging.INFO, force=True)
+        server = EmbeddedPostgres(Path({str(tmp_path / "pg")!r}))
+        url = server.start()
+
+        async def ask() -> int:
+            conn = await asyncpg.connect(url)
+            try:
+                return int(await conn.fetchval("SELECT 1"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(ask()) == 1
+        server.stop()
+        stream.close()
+        try:
+            asyncio.run(ask())
+        except (OSError, asyncpg.PostgresError):
+            print("stopped")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "stopped"
+    assert "Logging error" not in result.stderr
 
 
 def test_embedded_redis_start_and_stop() -> None:

@@ -7,6 +7,7 @@ when a Docker engine answers, else embedded servers shipped by PyPI packages: ``
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -156,6 +157,9 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()
+            # pgserver registers the same cleanup to run again at exit, where it would only
+            # log to streams that pytest has closed by then ("--- Logging error ---").
+            atexit.unregister(self._server._cleanup)
             self._server = None
 
 
