@@ -356,11 +356,15 @@ def test_compose_gateway_resolves_the_services_per_request() -> None:
         assert routers[name]["middlewares"][-1] == "upstream-retry"
 
 
+# Read by Traefik's Go runtime, not by its configuration.
+GO_RUNTIME_ENV = {"GOMAXPROCS"}
+
+
 def test_gateway_environment_matches_the_dynamic_configuration() -> None:
     read = set()
     for path in (ROOT / "gateway" / "dynamic").glob("*.yml"):
         read |= set(re.findall(r'env "([A-Z0-9_]+)"', path.read_text()))
-    provided = set(service_env("gateway"))
+    provided = set(service_env("gateway")) - GO_RUNTIME_ENV
     stray = provided - read
     assert not stray, f"compose sets gateway variables the configuration never reads: {stray}"
     # Those not provided have template defaults (all of them use `| default`).
@@ -370,6 +374,13 @@ def test_gateway_environment_matches_the_dynamic_configuration() -> None:
             assert name is not None
             if name.group(1) not in provided and name.group(1) != "GATEWAY_REDIS_PASSWORD":
                 assert "default" in expr or "if" in expr, f"{expr} has no default"
+
+
+def test_gateway_cores_are_gos_default_unless_set() -> None:
+    # Empty: Go ignores the variable and runs on every core of the host; .env sets it.
+    gateway = compose()["services"]["gateway"]["environment"]
+    assert gateway["GOMAXPROCS"] == "${GATEWAY_GOMAXPROCS:-}"
+    assert env_example()["GATEWAY_GOMAXPROCS"] == ""
 
 
 # --------------------------------------------------------------------------- routes

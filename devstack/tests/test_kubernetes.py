@@ -24,6 +24,7 @@ import pytest
 import yaml
 from test_compose import (
     BIN,
+    GO_RUNTIME_ENV,
     ROOT,
     SERVICES,
     _env_names,
@@ -87,7 +88,8 @@ def container(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def container_env(objects: Objects, workload: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """Variable name -> ("config", value) or ("secret", "secret-name/key")."""
+    """Variable name -> ("config", value), ("secret", "secret-name/key") or ("resource",
+    "limits.cpu")."""
     env: dict[str, tuple[str, str]] = {}
     spec = container(workload)
     for source in spec.get("envFrom", []):
@@ -96,9 +98,12 @@ def container_env(objects: Objects, workload: dict[str, Any]) -> dict[str, tuple
         env.update({k: ("config", v) for k, v in data.items()})
     for entry in spec.get("env", []):
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        resource = entry.get("valueFrom", {}).get("resourceFieldRef")
         if ref:
             assert ref["key"] == entry["name"], "a secret key is named after its variable"
             env[entry["name"]] = ("secret", f"{ref['name']}/{ref['key']}")
+        elif resource:
+            env[entry["name"]] = ("resource", resource["resource"])
         else:
             env[entry["name"]] = ("config", entry["value"])
     return env
@@ -490,7 +495,16 @@ def test_gateway_environment_is_all_consumed_by_the_renderer() -> None:
     read = set()
     for path in (ROOT / "gateway" / "dynamic").glob("*.yml"):
         read |= set(re.findall(r'env "([A-Z0-9_]+)"', path.read_text()))
-    assert set(service_env("gateway")) <= read
+    assert set(service_env("gateway")) - GO_RUNTIME_ENV <= read
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_gateway_runs_go_on_as_many_cores_as_its_cpu_limit(overlay: str) -> None:
+    objects = rendered(overlay)
+    gateway = find(objects, "Deployment", "gateway")
+    assert container_env(objects, gateway)["GOMAXPROCS"] == ("resource", "limits.cpu")
+    limit = container(gateway)["resources"]["limits"]["cpu"]
+    assert limit == "1", "a gateway pod is sized for one core, like a service replica"
 
 
 def _normalised_middleware(spec: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ def test_two_cores_small_pools_and_an_items_worker_per_core() -> None:
     assert (sizing.items_pool_size, sizing.items_max_overflow) == (2, 0)
     # a login holds its connection while it is hashed: one kept, one more per hashing thread
     assert (sizing.auth_pool_size, sizing.auth_max_overflow) == (1, sizing.hashing_threads)
+    # the gateway's Go code on one core of two: the workers take one each
+    assert sizing.gateway_procs == 1
     assert sizing.env() == {
         "AUTH_HASHING_CONCURRENCY": "2",
         "AUTH_DB_POOL_SIZE": "1",
@@ -37,6 +39,9 @@ def test_workers_follow_the_cores_and_pools_stay_in_the_budget(cores: int) -> No
     assert sizing.auth_pool_size >= 1
     # within the budget, unless there are more workers than connections (one each, at least)
     assert sizing.database_connections <= max(budget, sizing.auth_workers + sizing.items_workers)
+    # half the cores for the gateway's Go code, at least one
+    assert sizing.gateway_procs == max(1, cores // 2)
+    assert f"gateway GOMAXPROCS {sizing.gateway_procs}" in sizing.describe()
 
 
 def test_a_tight_budget_takes_the_items_workers_second_connection_first() -> None:
@@ -63,3 +68,12 @@ def test_the_environment_overrides_the_worker_counts() -> None:
     assert (config.sizing.auth_workers, config.sizing.items_workers) == (3, 5)
     with pytest.raises(ValueError, match="DEVSTACK_ITEMS_WORKERS"):
         StackConfig.from_env({"DEVSTACK_ITEMS_WORKERS": "0"})
+
+
+def test_the_environment_overrides_the_gateways_cores() -> None:
+    config = StackConfig.from_env({"GATEWAY_GOMAXPROCS": "3"})
+    assert config.sizing.gateway_procs == 3
+    assert StackConfig.from_env({}).sizing.gateway_procs == size_stack().gateway_procs
+    for wrong in ("0", "-1", "two"):
+        with pytest.raises(ValueError, match="GATEWAY_GOMAXPROCS"):
+            StackConfig.from_env({"GATEWAY_GOMAXPROCS": wrong})

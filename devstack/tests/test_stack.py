@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
 import pytest
@@ -59,6 +60,15 @@ def test_gateway_routes_to_both_services(stack: Stack, client: httpx.Client) -> 
     items = client.get("/items/", params={"limit": 1})
     assert items.status_code == 200
     assert "x-total-count" in items.headers
+
+
+def test_the_gateway_runs_go_on_the_cores_the_sizing_gives_it(stack: Stack) -> None:
+    pid = stack.pid("gateway")
+    assert pid is not None
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert [v for v in environ if v.startswith(b"GOMAXPROCS=")] == [
+        f"GOMAXPROCS={stack.sizing.gateway_procs}".encode()
+    ]
 
 
 def test_internal_endpoints_are_not_reachable_through_the_gateway(stack: Stack) -> None:

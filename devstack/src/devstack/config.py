@@ -70,6 +70,8 @@ class StackConfig:
     # Workers per service; None: sized to the machine (devstack.sizing).
     auth_workers: int | None = None
     items_workers: int | None = None
+    # Traefik's GOMAXPROCS; None: sized to the machine (devstack.sizing).
+    gateway_procs: int | None = None
     auth_database_url: str | None = None
     items_database_url: str | None = None
     redis_url: str | None = None
@@ -85,11 +87,18 @@ class StackConfig:
         for workers in (self.auth_workers, self.items_workers):
             if workers is not None and workers < 1:
                 raise ValueError("workers must be at least 1")
+        if self.gateway_procs is not None and self.gateway_procs < 1:
+            raise ValueError("the gateway's GOMAXPROCS must be at least 1")
 
     @property
     def sizing(self) -> Sizing:
-        """Workers, hashing threads and pool sizes for this machine (devstack.sizing)."""
-        return size_stack(auth_workers=self.auth_workers, items_workers=self.items_workers)
+        """Workers, hashing threads, pool sizes and the gateway's GOMAXPROCS for this machine
+        (devstack.sizing)."""
+        return size_stack(
+            auth_workers=self.auth_workers,
+            items_workers=self.items_workers,
+            gateway_procs=self.gateway_procs,
+        )
 
     @property
     def base_url(self) -> str:
@@ -103,9 +112,10 @@ class StackConfig:
         ``GATEWAY_PORT``, ``GATEWAY_METRICS_PORT``, ``AUTH_PORT``, ``ITEMS_PORT``,
         ``DEVSTACK_SMTP_PORT`` (the local SMTP server's),
         ``AUTH_DATABASE_URL``, ``ITEMS_DATABASE_URL``, ``REDIS_URL`` and
-        ``GATEWAY_TRUSTED_IPS`` (comma-separated), ``DEVSTACK_AUTH_WORKERS`` and
-        ``DEVSTACK_ITEMS_WORKERS`` (default: sized to the machine) and ``DEVSTACK_BIN_DIR``
-        (where traefik, uvicorn and the service CLIs are; default: this Python's bin folder).
+        ``GATEWAY_TRUSTED_IPS`` (comma-separated), ``DEVSTACK_AUTH_WORKERS``,
+        ``DEVSTACK_ITEMS_WORKERS`` and ``GATEWAY_GOMAXPROCS`` (default: sized to the machine)
+        and ``DEVSTACK_BIN_DIR`` (where traefik, uvicorn and the service CLIs are; default:
+        this Python's bin folder).
         """
         env = os.environ if environ is None else environ
         data_dir = Path(env.get("DEVSTACK_DATA_DIR") or repo_root() / ".data" / "stack")
@@ -125,6 +135,7 @@ class StackConfig:
             trusted_ips=trusted,
             auth_workers=_count(env, "DEVSTACK_AUTH_WORKERS"),
             items_workers=_count(env, "DEVSTACK_ITEMS_WORKERS"),
+            gateway_procs=_count(env, "GATEWAY_GOMAXPROCS"),
         )
         if env.get("DEVSTACK_BIN_DIR"):
             config = replace(config, bin_dir=Path(env["DEVSTACK_BIN_DIR"]).resolve())

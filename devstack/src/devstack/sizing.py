@@ -11,6 +11,14 @@ The rule, per service (README, "Sizing"):
 * **auth-service** spends its CPU on bcrypt, which runs in threads that release the GIL, so
   one worker keeps every core busy hashing: one worker per four cores, and each worker's
   hashing threads are its share of the cores.
+* **The gateway** (Traefik, a Go program) runs Go code on half the cores (``GOMAXPROCS``,
+  at least one). Go's default is every core, but here the service workers already take one
+  core each: with two cores, Go's idle processors spin looking for work and its goroutines
+  hop between the cores the workers need. Measured at -c50 through the gateway on 2 cores,
+  ``GOMAXPROCS=1`` cut Traefik's CPU per request by 20 % for single items and 10-20 % for
+  100-item pages, items-service's by 4-7 %, and served 5-13 % more reads at a lower p99
+  (docs/benchmarks.md, "Analysis"). Traefik takes about a third of the stack's CPU per
+  request, so half the cores leave it room.
 * **Database pools** are per worker and small, since every pooled connection is a PostgreSQL
   backend of its own (memory): two connections per items worker (a request holds one for one
   statement or transaction); for auth one kept and one more per hashing thread, closed when
@@ -18,8 +26,8 @@ The rule, per service (README, "Sizing"):
   ``max_connections`` less what migrations, command lines and superusers need; where they
   would not, items workers keep one connection each, then auth gives up its overflow.
 
-Everything here can be overridden: the environment wins over these values, and ``devstack
-run --workers N`` sets both services' worker counts.
+Everything here can be overridden: the environment wins over these values, ``devstack run
+--workers N`` sets both services' worker counts and ``GATEWAY_GOMAXPROCS`` the gateway's.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ class Sizing:
     auth_max_overflow: int
     items_pool_size: int
     items_max_overflow: int
+    gateway_procs: int
 
     @property
     def database_connections(self) -> int:
@@ -86,7 +95,8 @@ class Sizing:
             f"{self.cores} cores: auth-service {self.auth_workers} worker(s) x "
             f"{self.hashing_threads} hashing threads, pool {self.auth_pool_size}"
             f"+{self.auth_max_overflow}; items-service {self.items_workers} worker(s), pool "
-            f"{self.items_pool_size}+{self.items_max_overflow}"
+            f"{self.items_pool_size}+{self.items_max_overflow}; gateway GOMAXPROCS "
+            f"{self.gateway_procs}"
         )
 
 
@@ -96,14 +106,19 @@ def size_stack(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     auth_workers: int | None = None,
     items_workers: int | None = None,
+    gateway_procs: int | None = None,
 ) -> Sizing:
-    """The sizes for ``cores`` (default: this machine's); worker counts may be fixed."""
+    """The sizes for ``cores`` (default: this machine's); worker counts and the gateway's
+    ``GOMAXPROCS`` may be fixed."""
     cores = max(1, cores if cores is not None else machine_cores())
     auth = auth_workers or max(1, cores // 4)
     available = max_connections - RESERVED_CONNECTIONS
     items = items_workers or max(1, min(cores, available - auth))
     if auth < 1 or items < 1:
         raise ValueError("a service needs at least one worker")
+    gateway = gateway_procs or max(1, cores // 2)
+    if gateway < 1:
+        raise ValueError("the gateway needs at least one core")
     hashing = max(1, cores // auth)
     items_pool, items_overflow = ITEMS_POOL, 0
     auth_pool, auth_overflow = 1, hashing
@@ -127,4 +142,5 @@ def size_stack(
         auth_max_overflow=auth_overflow,
         items_pool_size=items_pool,
         items_max_overflow=items_overflow,
+        gateway_procs=gateway,
     )

@@ -586,7 +586,8 @@ class Stack:
     ) -> str:
         config = self.config
         ensure_port_free(host, port, name, "GATEWAY_PORT")
-        child_env = {**self.env(), **(env or {})}
+        # Go runs Traefik's code on the cores the sizing gives it (devstack.sizing).
+        child_env = {**self.env(), "GOMAXPROCS": str(self.sizing.gateway_procs), **(env or {})}
         static = render_static(
             config.gateway_dir,
             host=host,
