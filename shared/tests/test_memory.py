@@ -1,8 +1,10 @@
-"""Heap trimming (glibc's malloc_trim, which this test machine has)."""
+"""Heap trimming (glibc's malloc_trim, which this test machine has) and the collector's
+settings for a service's lifetime."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -33,3 +35,19 @@ async def test_trimmed_heap_trims_during_the_block_only() -> None:
     assert trimming() == []
     async with memory.trimmed_heap(0):  # start-up trim only
         assert trimming() == []
+
+
+async def test_trimmed_heap_freezes_start_up_and_collects_young_objects_less_often() -> None:
+    before = gc.get_threshold()
+    gc.collect()
+    async with memory.trimmed_heap(0):
+        # what start-up left is frozen: the older generations' collections skip it
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (memory.YOUNG_GENERATION_THRESHOLD, *before[1:])
+        # young garbage is still collected
+        cycle: list[object] = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect(0) >= 1
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
