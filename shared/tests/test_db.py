@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -277,6 +278,51 @@ async def test_pool_statement_timeout_counts_as_unavailable(engine: AsyncEngine)
         with pytest.raises(asyncpg.exceptions.QueryCanceledError) as caught:
             await pool.fetchval("SELECT pg_sleep(2)")
         assert is_connection_error(caught.value)
+    finally:
+        await pool.close()
+
+
+async def test_pool_waits_are_bounded_only_when_every_connection_is_out(
+    engine: AsyncEngine,
+) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    pool = await Pool.open(url, pool_size=1, max_overflow=0, connect_timeout=0.5)
+    try:
+        for _ in range(2):  # the count of checkouts is right again after a wait that failed
+            async with pool.connection():
+                started = time.monotonic()
+                with pytest.raises(TimeoutError):  # the pool's, or this test's if it hangs
+                    await asyncio.wait_for(pool.fetchval("SELECT 1"), 5)
+                assert 0.4 < time.monotonic() - started < 3
+            assert await pool.fetchval("SELECT 1") == 1
+        # A checkout that waits gets the connection once it comes back, within the bound.
+        async with pool.connection() as held:
+            waiting = asyncio.ensure_future(pool.fetchval("SELECT 2"))
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            assert await held.fetchval("SELECT 1") == 1
+        assert await waiting == 2
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_out_of_step_is_never_reused(engine: AsyncEngine) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    pool = await Pool.open(url, pool_size=1, max_overflow=0)
+    try:
+        broken: list[int] = []
+
+        async def out_of_step() -> None:
+            async with pool.connection() as conn:
+                broken.append(conn.get_server_pid())
+                raise asyncpg.exceptions.InternalClientError("cannot switch to state 15")
+
+        with pytest.raises(asyncpg.exceptions.InternalClientError):
+            await out_of_step()
+        async with pool.connection() as conn:
+            assert conn.get_server_pid() not in broken
+            healthy = conn.get_server_pid()
+        assert await pool.fetchval("SELECT pg_backend_pid()") == healthy
     finally:
         await pool.close()
 

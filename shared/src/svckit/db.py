@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -66,9 +66,12 @@ class Pool:
     and the next checkout reconnects, so the service recovers by itself.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float, size: int) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        self.size = size
+        # Checkouts under way through :meth:`connection`, waiting ones included.
+        self._checkouts = 0
 
     @classmethod
     async def open(
@@ -93,7 +96,7 @@ class Pool:
             command_timeout=command_timeout,
             server_settings=server_settings(application_name, statement_timeout_ms),
         )
-        return cls(pool, acquire_timeout=connect_timeout)
+        return cls(pool, acquire_timeout=connect_timeout, size=pool_size + max_overflow)
 
     @classmethod
     async def from_settings(cls, settings: ServiceSettings, *, application_name: str) -> Pool:
@@ -107,9 +110,9 @@ class Pool:
             application_name=application_name,
         )
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
-        """A pooled connection; one whose protocol lost step with the server is never reused.
+    def connection(self) -> _Checkout:
+        """A pooled connection (``async with pool.connection() as conn``); one whose protocol
+        lost step with the server is never reused.
 
         When the server ends a session (shutdown, ``pg_terminate_backend``) between two of our
         operations, asyncpg can see its unsolicited error half-way and raise
@@ -117,12 +120,7 @@ class Pool:
         on the next query. That connection is done for: terminate it so the pool replaces it,
         and let the error surface as the connection failure it is (a 503).
         """
-        async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
-            try:
-                yield conn
-            except asyncpg.exceptions.InternalClientError:
-                conn.terminate()
-                raise
+        return _Checkout(self)
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self.connection() as conn:
@@ -158,6 +156,53 @@ class Pool:
         except TimeoutError:
             logger.warning("database pool did not close in time; terminating its connections")
             self.pool.terminate()
+
+
+class _Checkout:
+    """One checkout of :meth:`Pool.connection`; a class, not a generator, as it runs for
+    every query.
+
+    The wait for a connection is bounded by ``acquire_timeout`` only when one can be needed:
+    while fewer checkouts are under way than the pool holds connections, one is free and asyncpg
+    hands it over at once (connecting it first, if it must, under its own connect timeout), so
+    no timer is armed and cancelled for it. Likewise on release after a statement that
+    completed.
+    """
+
+    __slots__ = ("_connection", "_pool")
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._connection: asyncpg.pool.PoolConnectionProxy | None = None
+
+    async def __aenter__(self) -> asyncpg.pool.PoolConnectionProxy:
+        pool = self._pool
+        timeout = pool.acquire_timeout if pool._checkouts >= pool.size else None
+        pool._checkouts += 1
+        try:
+            self._connection = await pool.pool.acquire(timeout=timeout)
+        except BaseException:
+            pool._checkouts -= 1
+            raise
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        assert connection is not None
+        try:
+            if isinstance(exc, asyncpg.exceptions.InternalClientError):
+                connection.terminate()
+            # After a failure the release may wait for a cancelled query to be acknowledged:
+            # bounded then. After a statement that completed there is nothing to wait for.
+            timeout = None if exc is None else self._pool.acquire_timeout
+            await self._pool.pool.release(connection, timeout=timeout)
+        finally:
+            self._pool._checkouts -= 1
 
 
 # Errors that mean "the database cannot be reached or the connection broke", not bad data.
