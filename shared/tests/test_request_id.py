@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from starlette.types import Message
 from svckit_support import client_for, service_app
 
+from svckit.app import ServiceMiddleware
+from svckit.metrics import Metrics
 from svckit.request_id import (
     HEADER,
-    RequestIdMiddleware,
     accept_request_id,
     current_request_id,
     outgoing_headers,
@@ -121,7 +122,7 @@ async def run_raw(
         sent.append(message)
 
     scope = {"type": "http", "method": "GET", "path": "/", "headers": raw_headers}
-    await RequestIdMiddleware(inner, access_log=False)(scope, receive, send)
+    await ServiceMiddleware(inner, metrics=Metrics("test"), access_log=False)(scope, receive, send)
     start = sent[0]
     assert dict(start["headers"])[b"x-request-id"].decode() == seen["rid"]
     return sent

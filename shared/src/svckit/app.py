@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -11,13 +12,21 @@ from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from svckit.db import install_database_error_handler
-from svckit.errors import UnhandledErrorMiddleware, error_response, install_error_handlers
+from svckit.errors import error_response, install_error_handlers, unhandled_error
 from svckit.health import Check, health_router
 from svckit.memory import trimmed_heap
-from svckit.metrics import Metrics, MetricsMiddleware
-from svckit.request_id import RequestIdMiddleware
+from svckit.metrics import Metrics
+from svckit.request_id import (
+    accept_request_id,
+    bind_request_id,
+    incoming_request_id,
+    log_access,
+    reset_request_id,
+    with_request_id,
+)
 from svckit.tokens import TokenVerifier
 
 
@@ -69,6 +78,60 @@ def telemetry(enabled: bool) -> TelemetryConfig:
     return {"tracing": False, "metrics": False, "logs": False}
 
 
+class ServiceMiddleware:
+    """What every request passes through, in one pure ASGI layer (one send wrapper, no task):
+
+    * its id: ``X-Request-ID`` when sane, else a new one, current for the request
+      (:mod:`svckit.request_id`) and returned with ``X-Content-Type-Options: nosniff``;
+    * its count and latency by route template (:class:`~svckit.metrics.Metrics`);
+    * one access-log line, unless ``access_log`` is off;
+    * an exception no handler took: logged and answered with a 500 in the envelope
+      (:func:`~svckit.errors.unhandled_error`), carrying the id and counted; Starlette's own
+      server-error handler would run outside, where the id is gone.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, access_log: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = accept_request_id(incoming_request_id(scope["headers"]))
+        token = bind_request_id(rid)
+        rid_bytes = rid.encode()
+        status = 0
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = with_request_id(message.get("headers", ()), rid_bytes)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            response = unhandled_error(scope, exc)
+            if status:
+                raise
+            await response(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            method = scope.get("method", "")
+            route = scope.get("route")
+            status = status or 500
+            self.metrics.observe(
+                method, getattr(route, "path", None) or "unmatched", status, seconds
+            )
+            if self.access_log:
+                log_access(method, scope.get("path", ""), status, seconds)
+            reset_request_id(token)
+
+
 def install_common(
     app: FastAPI,
     *,
@@ -89,6 +152,4 @@ def install_common(
     app.state.metrics = metrics
     app.include_router(health_router(readiness_checks))
     app.include_router(metrics.router())
-    app.add_middleware(UnhandledErrorMiddleware)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware, access_log=access_log)
+    app.add_middleware(ServiceMiddleware, metrics=metrics, access_log=access_log)

@@ -25,7 +25,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from svckit.request_id import current_request_id
 
@@ -174,41 +174,15 @@ async def _validation_error_handler(request: Request, exc: Exception) -> JSONRes
     return error_response(request, 422, errors, errors=errors)
 
 
-class UnhandledErrorMiddleware:
-    """Last line of defence: an unexpected exception becomes a logged 500 in the envelope.
-
-    Installed inside :class:`~svckit.request_id.RequestIdMiddleware`, so the response and the
-    log line carry the request id (Starlette's own server-error handler runs outside every
-    middleware, where the id is gone).
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception as exc:
-            logger.error(
-                "unhandled error",
-                exc_info=exc,
-                extra={"method": scope.get("method"), "path": scope.get("path")},
-            )
-            if started:
-                raise
-            response = error_response(Request(scope), 500, "Internal server error")
-            await response(scope, receive, send)
+def unhandled_error(scope: Scope, exc: Exception) -> JSONResponse:
+    """Log an exception no handler took, with its stack trace, and answer a 500 in the
+    envelope without one."""
+    logger.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"method": scope.get("method"), "path": scope.get("path")},
+    )
+    return error_response(Request(scope), 500, "Internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
