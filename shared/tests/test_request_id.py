@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import warnings
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from svckit.request_id import (
     HEADER,
     accept_request_id,
     current_request_id,
+    new_request_id,
     outgoing_headers,
 )
 
@@ -72,6 +75,25 @@ async def test_missing_id_is_generated_and_unique(app: FastAPI) -> None:
         ids = {(await client.get("/echo")).headers[HEADER] for _ in range(5)}
     assert len(ids) == 5
     assert all(GENERATED.match(rid) for rid in ids)
+
+
+def test_generated_ids_are_unique_per_process_and_after_fork() -> None:
+    first, second = new_request_id(), new_request_id()
+    assert first != second
+    assert first[:16] == second[:16]  # the process's prefix, then a counter
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # fork() in a process with threads: the child only writes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert GENERATED.match(child)
+    assert child[:16] != first[:16]
 
 
 async def test_id_reaches_sync_endpoints(app: FastAPI) -> None:
