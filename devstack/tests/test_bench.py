@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from devstack.bench import probes
 from devstack.bench.charts import render_charts
 from devstack.bench.launcher import LaunchedStack, classify
 from devstack.bench.peer import harness_credentials
@@ -121,6 +122,14 @@ def test_logins_are_answered_with_200_or_503(smoke: tuple[dict[str, Any], Path, 
     assert set(results["side_by_side"]["summary"]["e"]["ours"]) >= {"ok_rps", "non_2xx"}
     assert results["calibration"]["bcrypt_verify_ms"] > 50  # cost 12, not the test cost 4
     assert results["calibration"]["bcrypt_rounds"] == 12
+
+
+def test_bcrypt_probe_hashes_on_several_cores_at_once() -> None:
+    # Cost 4: a few milliseconds a verification. Two children, started together on the word.
+    one = probes.bcrypt_verify_seconds(4, samples=3)
+    two = probes.bcrypt_verify_seconds(4, samples=3, parallel=2)
+    assert 0 < one < 1
+    assert 0 < two < 1
 
 
 def test_smoke_runs_as_make_run_starts_the_stack(

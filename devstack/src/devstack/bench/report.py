@@ -334,7 +334,8 @@ def render_markdown(
         *_cpu_table(results),
         "",
         f"Hashing limit: {cal['cores']} cores ÷ {cal['bcrypt_verify_ms']:.0f} ms per bcrypt "
-        f"verify (cost 12, measured in this run) = {cal['hashing_limit_rps']:.2f} logins/s.",
+        f"verify (cost 12, measured in this run right after the side-by-side logins, "
+        f"{cal['cores']} verifications at once) = {cal['hashing_limit_rps']:.2f} logins/s.",
         "",
         "## Growth",
         "",
