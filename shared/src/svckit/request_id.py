@@ -50,7 +50,7 @@ class _IdSource:
         self.counter = itertools.count()
 
     def next(self) -> str:
-        return f"{self.prefix}{next(self.counter) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+        return f"{self.prefix}{next(self.counter):016x}"
 
 
 _ids = _IdSource()
@@ -89,9 +89,7 @@ def reset_request_id(token: Token[str | None]) -> None:
     _request_id.reset(token)
 
 
-def with_request_id(
-    headers: Iterable[tuple[bytes, bytes]], rid: bytes
-) -> list[tuple[bytes, bytes]]:
+def with_request_id(headers: Headers, rid: bytes) -> list[tuple[bytes, bytes]]:
     """Response headers carrying ``rid`` and ``nosniff``, whatever the app set for them (and
     without a ``Server`` header)."""
     out = [(k, v) for k, v in headers if k not in _REPLACED_HEADERS]

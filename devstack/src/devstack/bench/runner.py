@@ -496,6 +496,7 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
         report=lambda m: report(f"  {m}"),
     )
     wall_started = time.time()
+    cores = os.cpu_count() or 1
     try:
         if peer is not None:
             # Built before this stack starts: the build competes with nothing measured.
@@ -536,10 +537,9 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
             # The hashing limit, taken now: next to the side-by-side logins just run and the
             # rounds' logins to come (the machine's speed drifts over a run), with every core
             # hashing as auth-service's threads do under a login load.
-            hashing_cores = os.cpu_count() or 1
-            verify_seconds = probes.bcrypt_verify_seconds(bcrypt_rounds, parallel=hashing_cores)
+            verify_seconds = probes.bcrypt_verify_seconds(bcrypt_rounds, parallel=cores)
             report(
-                f"bcrypt verify (cost {bcrypt_rounds}, {hashing_cores} at once): "
+                f"bcrypt verify (cost {bcrypt_rounds}, {cores} at once): "
                 f"{verify_seconds * 1000:.0f} ms"
             )
             run.run_rounds(seeded)
@@ -560,7 +560,6 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
         if peer is not None:
             peer.stop()
     run_elapsed = time.time() - wall_started
-    cores = os.cpu_count() or 1
     max_age = int(effective.get("AUTH_JWKS_MAX_AGE_SECONDS") or 300)
     results: dict[str, Any] = {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_started)),
