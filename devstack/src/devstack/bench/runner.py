@@ -496,12 +496,14 @@ def run_bench(options: BenchOptions, report: Reporter = print) -> dict[str, Any]
         report=lambda m: report(f"  {m}"),
     )
     wall_started = time.time()
-    cores = os.cpu_count() or 1
     try:
         if peer is not None:
             # Built before this stack starts: the build competes with nothing measured.
             peer.step("setup")
         sizing = stack.sizing
+        # The cores the stack was sized for (a container's or taskset's share): the ones
+        # auth-service's hashing threads run on.
+        cores = sizing.cores
         report(
             f"starting the stack in {stack.data_dir} as `make run` does and sizes it: "
             f"{sizing.describe()}"
